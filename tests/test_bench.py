@@ -1,0 +1,79 @@
+"""Tests of iicrepro.bench: the --tiny run on the CPU writes every documented field, and the loss
+implementations agree (to 1e-5) in the same run. No timing assertions (CI machines vary)."""
+
+import json
+
+import pytest
+
+from iicrepro import bench
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    code = bench.main(["--tiny", "--device", "cpu", "--presets", "potsdam3,camvid3", "--heads", "A",
+                       "--checkpointing", "--out", str(out)])
+    assert code == 0
+    return json.loads(out.read_text())
+
+
+def test_header_fields(tiny_result):
+    assert tiny_result["schema_version"] == bench.SCHEMA_VERSION
+    assert tiny_result["data"] == "synthetic"
+    for key in ("device", "device_name", "torch", "git_revision", "date"):
+        assert tiny_result["env"][key]
+    assert tiny_result["env"]["device"] == "cpu"
+    assert tiny_result["reference"]["cocostuff3_single_head_epoch_min"] == 30
+    assert tiny_result["reductions"]  # tiny sizes are said to be reductions
+    assert tiny_result["matmul_peak"]["float32"]["tflops"] > 0
+
+
+def test_step_split_and_checkpointing(tiny_result):
+    potsdam = tiny_result["presets"]["potsdam3"]
+    assert potsdam["paper_batch_size"] == 75 and potsdam["epoch_pairs"] == 8550
+    run = potsdam["steps"]["A"]
+    assert set(run["split_ms"]) == set(bench.PHASES)
+    assert run["step_ms"] == pytest.approx(sum(run["split_ms"].values()))
+    for key in ("pairs_per_s", "epoch_s", "achieved_tflops", "matmul_peak_fraction", "peak_mem_mb"):
+        assert run[key] > 0
+    assert "speed_cost" in potsdam["checkpointing"]["A"]
+    assert potsdam["eval"]["images_per_s"] > 0
+    assert tiny_result["presets"]["camvid3"]["epoch_pairs"] is None  # not looked up with --tiny
+
+
+def test_loss_sweep_and_agreement(tiny_result):
+    loss = tiny_result["loss"]
+    assert len(loss["impls"]) >= 2
+    keys = {(r["k"], r["d"], r["impl"]) for r in loss["records"]}
+    assert keys == {(k, d, i) for k in bench.LOSS_KS for d in bench.LOSS_DS for i in loss["impls"]}
+    assert loss["agreement"] and loss["all_agree"], loss["agreement"]
+    assert {a["impl"] for a in loss["auto"]} <= set(loss["impls"])
+    share = tiny_result["loss_share"]
+    assert (share["k"], share["d"]) == (45, 10) and 0 < share["fwd_bwd_share"]
+
+
+def test_targets_not_judged_on_cpu(tiny_result):
+    items = {item["name"]: item for item in tiny_result["targets"]["items"]}
+    assert {"potsdam3_epoch_s", "cocostuff3_epoch_s", "loss_share", "matmul_peak_fraction",
+            "memory_potsdam3_gib"} <= set(items)
+    assert all(item["status"].startswith("not applicable") for item in items.values())
+
+
+def test_targets_judged_when_applicable():
+    presets = {"potsdam3": {"steps": {"A": {"epoch_s": 25.0, "peak_mem_mb": 20 * 1024,
+                                            "matmul_peak_fraction": 0.5}},
+                            "checkpointing": {"A": {"epoch_s": 40.0, "peak_mem_mb": 8 * 1024,
+                                                    "matmul_peak_fraction": 0.3}}}}
+    items = {i["name"]: i for i in bench.targets({"presets": presets, "loss_share": {"fwd_bwd_share": 0.2}},
+                                                 applicable=True, reason="")}
+    assert items["potsdam3_epoch_s"]["status"] == "pass"
+    assert items["loss_share"]["status"] == "fail"
+    assert items["memory_potsdam3_gib"]["status"] == "pass"  # with checkpointing: 8 GiB
+    assert items["cocostuff3_epoch_s"]["status"] == "not measured"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown preset"):
+        bench.main(["--tiny", "--presets", "nosuchset"])
+    with pytest.raises(ValueError, match="--heads"):
+        bench.main(["--tiny", "--heads", "C"])

@@ -1,0 +1,230 @@
+"""The study manifest (iicrepro.study) and its runner (iicrepro.runner), on tiny notebooks that need no torch."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from iicrepro import runner, study
+
+REPO = Path(__file__).resolve().parents[1]
+
+PARAMS = '''preset = "camvid3"  # preset
+seed = 0  # seed
+epochs = 1  # epochs
+overrides = {}  # other RunConfig fields
+fail = False  # raise in the work cell
+metrics_path = None  # set by the runner
+profile = "interactive"  # recorded'''
+
+WORK = '''import json
+from pathlib import Path
+if fail:
+    raise ValueError("deliberate failure")
+value = 0.5 + 0.01 * seed
+'''
+
+SAVE = '''if metrics_path is not None:
+    Path(metrics_path).write_text(json.dumps({"selection": {"paper": {"acc": value, "epoch": epochs}},
+                                               "device": "cpu", "torch": "n/a"}))'''
+
+
+def write_notebook(path: Path, params: str = PARAMS, cells=(WORK, SAVE)) -> None:
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    book = new_notebook(cells=[new_markdown_cell("# toy"), cell, *[new_code_cell(c) for c in cells]],
+                        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(book, path)
+
+
+def write_manifest(root: Path, runs: list[dict], profiles: dict | None = None, **top) -> Path:
+    import yaml
+
+    data = {"seeds": [0, 1, 2], "notebooks": {"toy": "nb/toy.ipynb"},
+            "profiles": profiles or {"full": {"out": "out/full"},
+                                     "smoke": {"out": "out/smoke", "seeds": [0], "params": {"epochs": 2}}},
+            "runs": runs, **top}
+    path = root / "study.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    write_notebook(tmp_path / "nb" / "toy.ipynb")
+    (tmp_path / "iicrepro").mkdir()
+    (tmp_path / "iicrepro" / "code.py").write_text("x = 1\n")
+    return tmp_path
+
+
+def entry(name="toy", **extra) -> dict:
+    return {"name": name, "notebook": "toy", "study_group": "main", "variant": "faithful",
+            "params": {"preset": "camvid3"}, **extra}
+
+
+# ---------------------------------------------------------------- manifest
+def test_seeds_expand_into_named_runs(root):
+    loaded = study.load_study(write_manifest(root, [entry()]))
+    assert [r.name for r in loaded.runs] == ["toy-s0", "toy-s1", "toy-s2"]
+    assert [r.params["seed"] for r in loaded.runs] == [0, 1, 2]
+    assert loaded.runs[0].study_group == "main" and loaded.runs[0].variant == "faithful"
+    assert loaded.out == root / "out" / "full"
+
+
+def test_smoke_profile_overrides_params_and_seeds(root):
+    loaded = study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "epochs": 30})]),
+                              profile="smoke")
+    assert [r.name for r in loaded.runs] == ["toy-s0"]
+    assert loaded.runs[0].params["epochs"] == 2  # the profile wins over the run
+    assert loaded.runs[0].params["profile"] == "smoke"
+    assert loaded.out == root / "out" / "smoke"
+
+
+def test_config_fields_the_notebook_does_not_declare_go_into_overrides(root):
+    loaded = study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "lambda_b": 1.0})]))
+    assert loaded.runs[0].params["overrides"] == {"lambda_b": 1.0}
+    assert "lambda_b" not in loaded.runs[0].params
+
+
+def test_unknown_parameter_names_run_and_parameter(root):
+    manifest = write_manifest(root, [entry(name="bad-run", params={"preset": "camvid3", "lamda_b": 1.0})])
+    with pytest.raises(ValueError, match=r"bad-run.*lamda_b"):
+        study.load_study(manifest)
+
+
+def test_unknown_preset_is_an_error(root):
+    with pytest.raises(ValueError, match=r"toy.*unknown preset 'nope'"):
+        study.load_study(write_manifest(root, [entry(params={"preset": "nope"})]))
+
+
+def test_bad_config_value_names_the_run(root):
+    with pytest.raises(ValueError, match=r"toy.*mode='odd'"):
+        study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "mode": "odd"})]))
+
+
+def test_unquoted_yaml_off_is_caught(root):
+    with pytest.raises(ValueError, match="variant must be a string"):
+        study.load_study(write_manifest(root, [entry(variant=False)]))
+
+
+def test_unknown_profile_and_profile_typo(root):
+    with pytest.raises(ValueError, match="unknown profile 'tiny'"):
+        study.load_study(write_manifest(root, [entry()]), profile="tiny")
+    manifest = write_manifest(root, [entry()], profiles={"full": {"params": {"epochz": 1}}})
+    with pytest.raises(ValueError, match="epochz"):
+        study.load_study(manifest)
+
+
+def test_duplicates_aliases_and_reserved_names(root):
+    with pytest.raises(ValueError, match="duplicate"):
+        study.load_study(write_manifest(root, [entry(), entry()]))
+    alias = {"name": "ref", "study_group": "g", "variant": "v", "alias_of": "missing"}
+    with pytest.raises(ValueError, match="alias_of"):
+        study.load_study(write_manifest(root, [entry(), alias]))
+    with pytest.raises(ValueError, match="alias_of"):
+        study.load_study(write_manifest(root, [entry(), {**alias, "alias_of": "toy", "params": {"seed": 1}}]))
+    with pytest.raises(ValueError, match="set by the runner"):
+        study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "metrics_path": "x"})]))
+
+
+def test_select_by_glob(root):
+    loaded = study.load_study(write_manifest(root, [entry(), entry(name="other")]))
+    assert [r.name for r in study.select(loaded, ["other-*"])] == ["other-s0", "other-s1", "other-s2"]
+    with pytest.raises(ValueError, match="no run"):
+        study.select(loaded, ["zzz"])
+
+
+@pytest.mark.parametrize("profile", ["full", "smoke"])
+def test_the_study_manifest_loads(profile):
+    loaded = study.load_study(REPO / "study.yaml", profile=profile)
+    names = [r.name for r in loaded.runs]
+    assert len(names) == len(set(names))
+    groups = {r.study_group for r in loaded.runs}
+    assert {"main", "baseline-kmeans", "baseline-random", "ablation-overcluster", "ablation-size",
+            "ablation-lambda", "ablation-d"} <= groups
+    for dataset in ("camvid3", "camvid11", "dubai3", "dubai5"):
+        assert f"{dataset}-faithful-s0" in names and f"{dataset}-improved-s0" in names
+    assert all(r.requires == "download" for r in loaded.runs if r.params.get("preset", "").startswith(("coco", "pots")))
+    if profile == "full":
+        assert {"camvid3-faithful-s1", "camvid3-faithful-s2"} <= set(names)
+        assert loaded.out == REPO / "book" / "runs"
+    else:
+        assert all(r.params["device"] == "cpu" for r in loaded.runs if not r.alias_of)
+        assert loaded.out != REPO / "book" / "runs"
+
+
+# ---------------------------------------------------------------- runner
+def run(loaded, names=None, **kwargs):
+    return {r.name: (action, record) for r, action, record in
+            runner.run_study(loaded, study.select(loaded, names), **kwargs)}
+
+
+def test_run_writes_files_and_skips_when_unchanged(root):
+    manifest = write_manifest(root, [entry()], seeds=[0])
+    loaded = study.load_study(manifest)
+    action, record = run(loaded)["toy-s0"]
+    assert action == "ok"
+    saved = json.loads((loaded.out / "toy-s0.json").read_text())
+    assert saved["status"] == "ok" and saved["selection"]["paper"]["acc"] == 0.5
+    assert saved["params"]["study_group"] == "main" and saved["params"]["dataset"] == "camvid3"
+    assert saved["params"]["lambda_b"] == 1.5  # the resolved RunConfig is recorded
+    assert saved["command"] == "iicrepro study run --only toy-s0 --profile full"
+    assert {"code_revision", "fingerprint", "wall_time_s", "started", "device", "torch"} <= set(saved)
+    assert (loaded.out / "toy-s0.ipynb").is_file()
+    assert not list(loaded.out.glob(".*"))  # no temporary files left
+    assert run(loaded)["toy-s0"][0] == "skipped"
+    assert run(loaded, force=True)["toy-s0"][0] == "ok"
+    (root / "iicrepro" / "code.py").write_text("x = 2\n")  # code changed: runs again
+    assert runner.statuses(loaded)[0][1] == "ok (stale)"
+    assert run(loaded)["toy-s0"][0] == "ok"
+
+
+def test_changed_parameters_rerun(root):
+    loaded = study.load_study(write_manifest(root, [entry()], seeds=[0]))
+    run(loaded)
+    changed = study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "epochs": 3})], seeds=[0]))
+    action, record = run(changed)["toy-s0"]
+    assert action == "ok" and record["selection"]["paper"]["epoch"] == 3
+
+
+def test_failed_run_keeps_notebook_and_names_the_cell(root, capsys):
+    loaded = study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "fail": True})], seeds=[0]))
+    action, record = run(loaded)["toy-s0"]
+    assert action == "failed"
+    saved = json.loads((loaded.out / "toy-s0.json").read_text())
+    failure = saved["failure"]
+    assert saved["status"] == "failed"
+    assert failure["cell_index"] == 2  # markdown 0, parameters 1, the work cell 2 (injected cell not counted)
+    assert failure["ename"] == "ValueError" and "deliberate failure" in failure["evalue"]
+    assert "cell 2 of the template" in runner.describe_failure(failure)
+    assert "cell 2 of the template" in capsys.readouterr().out
+    partial = nbformat.read(loaded.out / "toy-s0.ipynb", as_version=4)
+    assert any(o.get("output_type") == "error" for c in partial.cells for o in c.get("outputs", []))
+    assert run(loaded)["toy-s0"][0] == "failed"  # a failed run is never skipped
+
+
+def test_requires_download_and_alias(root):
+    runs = [entry(name="main"), entry(name="paper", requires="download", commands=["iicrepro download potsdam"]),
+            {"name": "ref", "study_group": "ablation-lambda", "variant": "lambda=1.5", "alias_of": "main"}]
+    loaded = study.load_study(write_manifest(root, runs, seeds=[0]))
+    results = run(loaded)
+    assert results["paper-s0"][0] == "not run"
+    stub = json.loads((loaded.out / "paper-s0.json").read_text())
+    assert stub["status"] == "not run" and stub["commands"] == ["iicrepro download potsdam"]
+    assert stub["command"].endswith("--with-downloads")
+    assert results["ref-s0"][0] == "alias"
+    ref = json.loads((loaded.out / "ref-s0.json").read_text())
+    assert ref["alias_of"] == "main-s0" and ref["selection"]["paper"]["acc"] == 0.5
+    assert ref["study_group"] == "ablation-lambda" and ref["params"]["variant"] == "lambda=1.5"
+
+
+def test_write_json_is_strict_and_atomic(tmp_path):
+    path = tmp_path / "x.json"
+    runner.write_json(path, {"a": math.nan, "b": [math.inf, 1.0]})
+    assert json.loads(path.read_text()) == {"a": None, "b": [None, 1.0]}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
