@@ -1,0 +1,177 @@
+"""The book: it builds with warnings as errors (as `make book` does), serves MathJax itself, and its Results
+page renders in a real browser (headless Chromium): not blank, the table there, equations typeset.
+
+Needs npm once (MathJax is fetched into .cache/mathjax) and Chromium (tools/ensure_chromium.sh installs
+it; `make test` runs that first). Missing either is a failure, not a skip: CI must check the book.
+"""
+
+import html.parser
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = Path(sys.executable).parent.parent  # the environment running the tests builds the book
+BUILD_TIMEOUT_S = 240
+
+pytestmark = [pytest.mark.book, pytest.mark.timeout(600)]
+
+
+def build(root: Path, output: Path) -> Path:
+    """tools/build_book.sh of `root` into output/_build/html; fails the test with the build's log."""
+    result = subprocess.run(["bash", str(root / "tools" / "build_book.sh"), str(VENV), str(output)], cwd=root,
+                            capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    if result.returncode != 0:
+        pytest.fail(f"book build failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+    return output / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The repository's book, built as `make book` builds it (run files as committed in book/runs)."""
+    return build(REPO, tmp_path_factory.mktemp("book"))
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.fail("Chromium not found: the browser test of the book needs it (bash tools/ensure_chromium.sh, or "
+                "apt-get install -y chromium)")
+
+
+def browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    """Open a built page in headless Chromium, with a virtual time budget for MathJax; no network."""
+    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+               "--window-size=1280,2000", *args, page.as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+class MathText(html.parser.HTMLParser):
+    """Collects the text of elements of class "math" that is not inside MathJax output (raw TeX left)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.raw, self.math_nodes = [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        classes = (dict(attrs).get("class") or "").split()
+        self.math_nodes += "math" in classes and tag in ("div", "span")
+        rendered = tag.startswith("mjx-") or "eqno" in classes  # MathJax output, Sphinx's equation number
+        self.stack.append(("math" in classes, rendered))
+
+    def handle_endtag(self, tag):
+        if self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        in_math = any(m for m, _ in self.stack)
+        in_output = any(o for _, o in self.stack)
+        if in_math and not in_output and data.strip():
+            self.raw.append(data.strip())
+
+
+def test_build_serves_mathjax_locally(built):
+    results = (built / "book" / "results.html").read_text()
+    scripts = re.findall(r'<script[^>]*src="([^"]*)"', results)
+    assert any(re.search(r"_static/mathjax/tex-chtml\.js", s) for s in scripts), scripts
+    assert not [s for s in scripts if s.startswith(("http:", "https:", "//"))], scripts
+    assert (built / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert (built / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+    for page in ("intro", "method", "datasets", "results", "ablations", "performance", "deviations",
+                 "run_notebooks"):
+        assert (built / "book" / f"{page}.html").is_file(), page
+
+
+def test_results_page_renders_in_chromium(built, tmp_path):
+    from PIL import Image, ImageStat
+
+    page = built / "book" / "results.html"
+    shot = tmp_path / "results.png"
+    result = browse(page, tmp_path / "profile", f"--screenshot={shot}")
+    assert shot.is_file(), result.stderr[-3000:]
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1280, 2000)
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 200, "screenshot has almost no distinct colours (blank?)"
+    grey = image.convert("L")
+    assert ImageStat.Stat(grey).stddev[0] > 10, "screenshot is nearly uniform"
+    dark = sum(grey.histogram()[:128]) / (image.width * image.height)
+    assert dark > 0.01, f"only {dark:.2%} dark pixels: no text rendered"
+
+    dom = browse(page, tmp_path / "profile", "--dump-dom").stdout
+    assert "Table 4, paper protocol" in dom
+    table = re.search(r"<table.*?</table>", dom, flags=re.S)
+    assert table and "ours faithful" in table.group(0) and "COCO-Stuff-3" in table.group(0)
+    assert dom.count("<mjx-container") >= 1, "MathJax typeset nothing"
+    assert "<mjx-merror" not in dom and "data-mjx-error" not in dom, "MathJax reported a TeX error"
+    parser = MathText()
+    parser.feed(dom)
+    assert parser.math_nodes >= 1 and not parser.raw, f"raw TeX left on the page: {parser.raw[:3]}"
+    text = re.sub(r"<(script|pre|code)\b.*?</\1>", "", dom, flags=re.S)
+    assert "$$" not in text and "\\begin{" not in text
+
+
+def test_book_with_run_files_builds(tmp_path):
+    """A copy of the book with an executed run notebook, a failed run and a "not run" run file: the
+    toc's glob picks the notebook up, numbers link to it, the build has no warning."""
+    import nbformat
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml", "study.yaml"):
+        if (REPO / name).is_file():
+            shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("runs", "generated", "mathjax"))
+    shutil.copytree(REPO / "tools", root / "tools")
+    shutil.copytree(REPO / "iicrepro", root / "iicrepro", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / ".cache").mkdir()
+    if (REPO / ".cache" / "mathjax").is_dir():  # reuse the npm download
+        (root / ".cache" / "mathjax").symlink_to(REPO / ".cache" / "mathjax")
+    runs = root / "book" / "runs"
+    runs.mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# Run camvid3-faithful-s0\n\nA fixture."),
+                      nbformat.v4.new_code_cell("print(1)", execution_count=1,
+                                                outputs=[nbformat.v4.new_output("stream", text="1\n")])]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, runs / "camvid3-faithful-s0.ipynb")
+    base = {"profile": "full", "study_group": "main", "dataset": "camvid3", "params": {"preset": "camvid3"}}
+    selection = {rule: {"epoch": 2, "split": "heldout", "acc": 0.5, "miou": 0.3}
+                 for rule in ("paper", "last", "lowest_loss")}
+    files = {"camvid3-faithful-s0": {"status": "ok", "variant": "faithful", "seed": 0, "selection": selection},
+             "camvid3-improved-s0": {"status": "failed", "variant": "improved", "seed": 0},
+             "potsdam3-faithful-s0": {"status": "not run", "variant": "faithful", "seed": 0, "dataset": "potsdam3",
+                                      "command": "iicrepro study run --only potsdam3-faithful-s0 --with-downloads"}}
+    for name, data in files.items():
+        (runs / f"{name}.json").write_text(json.dumps({**base, "name": name, **data}))
+    html_dir = build(root, tmp_path / "out")
+    page = html_dir / "book" / "runs" / "camvid3-faithful-s0.html"
+    assert page.is_file()
+    results = (html_dir / "book" / "results.html").read_text()
+    assert 'href="runs/camvid3-faithful-s0.html"' in results
+    text = re.sub(r"<[^>]+>", "", results)  # code is split into one <span> per word
+    assert "failed: s0" in text and "iicrepro study run --only potsdam3-faithful-s0 --with-downloads" in text
+
+
+def test_build_without_npm_fails_clearly(tmp_path):
+    """On a machine without npm and without the MathJax cache the build stops with a message saying why."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "tools", root / "tools")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "grep", "cmp", "mkdir", "rm", "cp", "date", "cat"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    result = subprocess.run(["bash", str(root / "tools" / "build_book.sh"), str(VENV), str(tmp_path / "out")],
+                            cwd=root, capture_output=True, text=True, timeout=60, env={"PATH": str(bin_dir)})
+    assert result.returncode != 0
+    assert "npm is needed" in result.stderr
+
