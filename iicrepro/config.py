@@ -47,8 +47,10 @@ _POTSDAM3 = (("road+car", (200, 200, 200)), ("building+clutter", (40, 60, 220)),
              ("vegetation", (40, 180, 60)))
 _DUBAI5 = (("building", (60, 16, 152)), ("land", (132, 41, 246)), ("road", (110, 193, 228)),
            ("vegetation", (254, 221, 58)), ("water", (226, 169, 41)))
-_DUBAI3 = (("bare land", (132, 41, 246)), ("built-up", (60, 16, 152)),
-           ("vegetation+water", (254, 221, 58)))
+# Dubai-3 is our merge, drawn in colours that tell the three groups apart (the source's land and building
+# colours are two purples); Dubai-5 keeps the source's colours.
+_DUBAI3 = (("bare land", (222, 196, 140)), ("built-up", (170, 40, 40)),
+           ("vegetation+water", (40, 150, 70)))
 
 
 def _spec(name: str, family: str, classes, channels: int, offline: bool) -> DatasetSpec:

@@ -23,6 +23,8 @@ NOTEBOOK_PARAMS = {
               "out_dir", "resume", "metrics_path", "profile"),
     "baseline": ("preset", "kind", "overrides", "data_cache", "synthetic", "max_eval_images", "kmeans_pixels",
                  "kmeans_iterations", "num_examples", "metrics_path", "profile"),
+    "datasets": ("preset", "overrides", "data_cache", "synthetic", "max_eval_images", "num_examples",
+                 "metrics_path", "profile"),
     "summary": ("runs_dir", "pattern", "metrics_path", "profile"),
 }
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}

@@ -5,22 +5,13 @@ import numpy as np
 import torch
 
 from .config import DATASETS
-
-IGNORE = 255
-
-
-def _colourise(labels: np.ndarray, palette) -> np.ndarray:
-    """Label map (H, W) -> RGB uint8 (H, W, 3) in the class palette; ignored (255) pixels black."""
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    return table[np.asarray(labels, dtype=np.uint8)]
+from .figures import as_rgb, colourise
 
 
-def _as_rgb(image) -> np.ndarray:
-    """(C, H, W) uint8 or float in [0, 1] -> (H, W, 3) float for imshow (first three channels: RGB)."""
+def _unit_float(image) -> np.ndarray:
+    """(C, H, W) uint8 or float image -> float numpy in [0, 1] (what figures.as_rgb expects)."""
     x = torch.as_tensor(image).detach().cpu()
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    return x[:3].permute(1, 2, 0).clamp(0, 1).numpy()
+    return (x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).numpy()
 
 
 def label_grid(images, labels, *, dataset: str, predictions=None, max_rows: int = 8, titles=None,
@@ -44,9 +35,9 @@ def label_grid(images, labels, *, dataset: str, predictions=None, max_rows: int 
         for c, (kind, values) in enumerate(columns):
             ax = axes[r][c]
             if kind == "image":
-                picture = _as_rgb(values[r])
+                picture = as_rgb(_unit_float(values[r]))
             else:
-                picture = _colourise(torch.as_tensor(values[r]).cpu().numpy(), spec.palette)
+                picture = colourise(torch.as_tensor(values[r]).cpu().numpy(), spec.palette)
             ax.imshow(picture, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])

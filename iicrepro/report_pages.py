@@ -119,6 +119,14 @@ def dataset_snippet(name: str, runs, manifest: list[dict], pages_link: str) -> s
     shares = md_table(["class", "share of counted pixels (%)"],
                       [[k, pct(v)] for k, v in (summary.get("pixel_share") or {}).items()])
     text = legend + "\n" + splits + "\n" + shares
+    coverage = {split: block["coverage_counts"] for split, block in (summary.get("per_split") or {}).items()
+                if block.get("coverage_counts")}
+    if coverage:
+        thresholds = list(next(iter(coverage.values())))
+        text += ("\nImages whose share of counted pixels is at least each threshold (COCO-Stuff's curation keeps "
+                 ">= 0.75):\n\n" + md_table(["split"] + [f">= {t}" for t in thresholds],
+                                             [[split] + [counts.get(t, "—") for t in thresholds]
+                                              for split, counts in coverage.items()]))
     if summary.get("ignored_share") is not None:
         text += f"\nPixels that do not count (masked or unlabelled): {pct(summary['ignored_share'])}%.\n"
     if summary.get("image_size"):

@@ -7,7 +7,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from iicrepro.config import DATASETS  # noqa: E402
-from iicrepro.plots import _colourise, label_grid  # noqa: E402
+from iicrepro.figures import colourise as _colourise
+from iicrepro.plots import label_grid  # noqa: E402
 
 
 def test_colourise_uses_the_palette_and_black_for_ignore():
