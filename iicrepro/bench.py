@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import tempfile
 import time
 from contextlib import nullcontext
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 from iicrepro.config import DATASETS, PRESETS, make_config
+from iicrepro.revision import code_revision
 
 SCHEMA_VERSION = 1
 PAPER_PRESETS = ("cocostuff3", "cocostuff15", "potsdam3", "potsdam6")
@@ -49,19 +49,6 @@ REFERENCE = {
 }
 
 
-def _git_revision() -> str:
-    """HEAD's sha, with "-dirty" when the tree has changes; "unknown" outside a git checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + ("-dirty" if dirty else "")
-
-
 def _environment(device: torch.device) -> dict:
     cuda = device.type == "cuda"
     return {"device": device.type, "device_name": torch.cuda.get_device_name(device) if cuda else
@@ -69,7 +56,7 @@ def _environment(device: torch.device) -> dict:
             "cuda": torch.version.cuda if cuda else None, "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_average_1min": os.getloadavg()[0],  # other work on the machine inflates CPU timings
-            "git_revision": _git_revision(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(
+            "git_revision": code_revision(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(
                 timespec="seconds"), "cudnn_benchmark": bool(cuda and torch.backends.cudnn.benchmark)}
 
 

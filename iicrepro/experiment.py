@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import types
 from pathlib import Path
 
 import torch
 
 from iicrepro.config import FIELDS, make_config
+from iicrepro.revision import code_revision
 
 # Parameters of each notebook that are not RunConfig fields (RunConfig fields are accepted by name too).
 NOTEBOOK_PARAMS = {
@@ -67,18 +67,7 @@ def environment(device: str | None = None) -> dict:
     """What a run records about where it ran (printed first by every notebook)."""
     cuda = torch.cuda.is_available() and device != "cpu"
     return {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
-            "python": platform.python_version(), "code_revision": _revision()}
-
-
-def _revision() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "iicrepro", "notebooks"], cwd=root,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+            "python": platform.python_version(), "code_revision": code_revision()}
 
 
 def load_data(config, *, cache=None, synthetic=False, max_eval_images: int | None = None):

@@ -12,17 +12,16 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from iicrepro.config import FIELDS, make_config
+from iicrepro.revision import code_revision
 from iicrepro.study import RUNTIME_PARAMS, Run, Study, notebook_parameters
 
 KERNEL = "python3"  # the kernelspec of the environment's ipykernel (argv "python" = this interpreter)
-CODE_PATHS = ("iicrepro", "notebooks", "pyproject.toml")  # what "-dirty" looks at
 PROTECTED = {"name", "notebook", "profile", "status", "params", "fingerprint", "code_revision", "command",
              "started", "wall_time_s", "study_group", "variant", "seed"}  # a notebook's metrics cannot replace
 
@@ -43,18 +42,6 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def code_revision(root: Path) -> str:
-    """Git commit of the repository, with "-dirty" when the code (package, notebooks) has changes."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
-    try:
-        sha = git("rev-parse", "HEAD").strip()
-        dirty = git("status", "--porcelain", "--", *CODE_PATHS).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + ("-dirty" if dirty else "")
 
 
 def code_hash(root: Path) -> str:

@@ -154,7 +154,8 @@ def test_the_study_manifest_loads(profile):
         assert {"camvid3-faithful-s1", "camvid3-faithful-s2"} <= set(names)
         assert loaded.out == REPO / "book" / "runs"
     else:
-        assert all(r.params["device"] == "cpu" for r in loaded.runs if not r.alias_of)
+        assert all(r.params.get("device", r.params.get("overrides", {}).get("device")) == "cpu"
+                   for r in loaded.runs if not r.alias_of)
         assert loaded.out != REPO / "book" / "runs"
 
 
