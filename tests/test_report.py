@@ -237,3 +237,20 @@ def test_cli_writes_every_snippet_and_rejects_bad_json(book, monkeypatch):
     (book / "book" / "runs" / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json"):
         report.main(["book/runs", "book/generated"])
+
+
+def test_margins_over_baselines_paper_and_ours(book):
+    runs = book / "book" / "runs"
+    for seed, (iic, held) in enumerate([(0.70, 0.60), (0.60, 0.50)]):
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3",
+                  seed=seed, selection=selection(iic, held))
+    write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              selection=selection(0.40, 0.45))
+    write_run(runs, "camvid3-random-s0", group="baseline-random", variant="random", dataset="camvid3",
+              selection=selection(0.30), status="failed")
+    margins = generate(book)["results_margins.md"]
+    coco = row(margins, "COCO-Stuff-3").rstrip(" |").split(" | ")
+    assert coco[1:3] == ["+35.0", "+20.1"]  # 72.3 - 37.3 and 72.3 - 52.2, from the reference file
+    camvid = row(margins, "CamVid-3 (analogue of COCO-Stuff-3)").rstrip(" |").split(" | ")
+    # random network failed -> not run; k-means: mean(70, 60) - 40 = +25.0 and mean(60, 50) - 45 = +10.0
+    assert camvid[3:7] == ["*not run*", "+25.0", "*not run*", "+10.0"]

@@ -180,6 +180,8 @@ def test_run_writes_files_and_skips_when_unchanged(root):
     assert not list(loaded.out.glob(".*"))  # no temporary files left
     assert run(loaded)["toy-s0"][0] == "skipped"
     assert run(loaded, force=True)["toy-s0"][0] == "ok"
+    (root / "iicrepro" / "report_results.py").write_text("x = 2\n")  # book-only module: still current
+    assert runner.statuses(loaded)[0][1] == "ok"
     (root / "iicrepro" / "code.py").write_text("x = 2\n")  # code changed: runs again
     assert runner.statuses(loaded)[0][1] == "ok (stale)"
     assert run(loaded)["toy-s0"][0] == "ok"
@@ -229,3 +231,16 @@ def test_write_json_is_strict_and_atomic(tmp_path):
     runner.write_json(path, {"a": math.nan, "b": [math.inf, 1.0]})
     assert json.loads(path.read_text()) == {"a": None, "b": [None, 1.0]}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_book_only_modules_are_not_used_by_notebooks_or_the_library():
+    """BOOK_ONLY modules are left out of the fingerprint; that is sound only while no run can import them."""
+    repo = Path(__file__).resolve().parents[1]
+    names = [Path(m).stem for m in runner.BOOK_ONLY]
+    for path in sorted((repo / "notebooks").glob("*.ipynb")) + sorted((repo / "iicrepro").rglob("*.py")):
+        rel = path.relative_to(repo).as_posix()
+        if rel in runner.BOOK_ONLY or rel == "iicrepro/report.py":  # report.generate() builds the book only
+            continue
+        text = path.read_text()
+        assert not any(f"import {name}" in text or f"{name} import" in text or f", {name}" in text
+                       for name in names), f"{rel} uses a BOOK_ONLY module"
