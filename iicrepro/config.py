@@ -13,7 +13,7 @@ from typing import Any
 
 MODES = ("faithful", "clean")
 SCHEDULES = ("paper", "released")  # paper: alternate heads per epoch (A first); released: A then B each epoch
-LOSS_IMPLS = ("auto", "conv", "shift")
+LOSS_IMPLS = ("auto", "conv", "shift", "fft")  # "auto" + iicrepro.loss.LOSS_IMPLS
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -87,6 +87,10 @@ class RunConfig:
     prescale: float = 0.33  # resize factor applied before cropping (paper: x0.33 COCO, none Potsdam)
     data_fraction: float = 1.0  # fraction of training images used (dataset-size ablation)
     max_images: int | None = None  # hard cap on training images (smoke runs)
+    paper_split: bool = False  # True: the paper's transductive sets (train on every image, score every labelled
+    #   one; no held-out split, so the label-free rules score those too). False: a held-out split is kept apart
+    min_coverage: float = 0.0  # keep images with at least this share of counted pixels (CamVid's analogue of
+    #   COCO's 75% rule), in every split; 0 keeps all
     # -- views (facts section 3) --
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125)  # brightness, contrast, saturation, hue
     flip_p: float = 0.5  # probability of flipping the second view horizontally
@@ -101,7 +105,7 @@ class RunConfig:
     half_side: int = 10  # d: displacements t in [-d, d]^2
     lambda_a: float = 1.0  # lambda of head A's loss
     lambda_b: float = 1.5  # lambda of head B's loss
-    loss_impl: str = "auto"  # "conv" (the authors' form), "shift" (shifted products) or "auto"
+    loss_impl: str = "auto"  # "conv" (the authors' form), "shift" (shifted products), "fft" or "auto"
     # -- optimisation (facts section 2, 6) --
     batch_size: int = 120  # pairs per batch
     lr: float = 1e-4  # Adam, constant learning rate
@@ -144,6 +148,7 @@ def _validate(cfg: RunConfig) -> None:
         (cfg.input_size >= 16, f"input_size={cfg.input_size}: expected >= 16"),
         (cfg.prescale > 0, f"prescale={cfg.prescale}: expected > 0"),
         (0 < cfg.data_fraction <= 1, f"data_fraction={cfg.data_fraction}: expected in (0, 1]"),
+        (0 <= cfg.min_coverage <= 1, f"min_coverage={cfg.min_coverage}: expected in [0, 1]"),
         (len(cfg.jitter) == 4, f"jitter={cfg.jitter}: expected 4 values (b, c, s, h)"),
         (0 <= cfg.flip_p <= 1, f"flip_p={cfg.flip_p}: expected in [0, 1]"),
         (cfg.k_b >= 2 and cfg.k_a >= 2, f"k_a={cfg.k_a}, k_b={cfg.k_b}: expected >= 2"),

@@ -71,7 +71,7 @@ def environment(device: str | None = None) -> dict:
 
 
 def load_data(config, *, cache=None, synthetic=False, max_eval_images: int | None = None):
-    """(train_set, {"paper_eval": set, "heldout": set}) of a run.
+    """(train_set, {"paper_eval": set, "heldout": set}) of a run ("heldout" absent when paper_split is on).
 
     data_fraction: a seeded random subset of the training images; max_images: at most that many of them;
     the paper protocol's evaluation set then keeps only the images trained on (it is transductive).
@@ -102,11 +102,13 @@ def _real_sets(config, source: dict, max_eval_images):
     """Read the three splits; reading stops early at the caps when no fraction has to be drawn first."""
     from iicrepro import data
 
-    kwargs = dict(source, prescale=config.prescale)
+    kwargs = dict(source, prescale=config.prescale, paper_split=config.paper_split,
+                  min_coverage=config.min_coverage)
     cap = config.max_images if config.data_fraction == 1 else None
     train_set = data.load_split(config.dataset, "train", max_images=cap, **kwargs)
-    return train_set, {split: data.load_split(config.dataset, split, max_images=max_eval_images, **kwargs)
-                       for split in ("paper_eval", "heldout")}
+    eval_sets = {split: data.load_split(config.dataset, split, max_images=max_eval_images, **kwargs)
+                 for split in ("paper_eval", "heldout")}
+    return train_set, {split: s for split, s in eval_sets.items() if len(s)}  # paper_split: no "heldout"
 
 
 def _same_images(eval_set, train_set):

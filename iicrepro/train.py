@@ -248,10 +248,13 @@ def _run_epoch(engine: _Engine, epoch: int, train_set, eval_sets: dict, *, max_b
 def _datasets(config, train_set, eval_sets):
     """The given sets, else the dataset's "train", "paper_eval" and "heldout" splits; checks batch size.
 
+    paper_split: the paper's transductive sets (no "heldout"); min_coverage: drop images with fewer counted
+    pixels, in every split.
     max_images caps every split (smoke runs); data_fraction keeps a seeded fraction of "train" only.
     """
     def load(split: str):
         return data.load_split(config.dataset, split, root=config.data_root, prescale=config.prescale,
+                               paper_split=config.paper_split, min_coverage=config.min_coverage,
                                max_images=config.max_images)
 
     if train_set is None:
@@ -260,6 +263,7 @@ def _datasets(config, train_set, eval_sets):
             train_set = train_set.subset(config.data_fraction, seed=config.seed)
     if eval_sets is None:
         eval_sets = {split: load(split) for split in ("paper_eval", "heldout")}
+        eval_sets = {split: s for split, s in eval_sets.items() if len(s)}  # paper_split: no "heldout"
     if config.batch_size > len(train_set):
         raise ValueError(f"batch_size={config.batch_size} is larger than the training set "
                          f"({len(train_set)} images of {getattr(train_set, 'name', config.dataset)})")

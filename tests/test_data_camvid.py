@@ -94,3 +94,25 @@ def test_real_camvid_loads_a_few_frames():
     data = load_split("camvid3", "heldout", root=SHARED, max_images=4)
     assert data.images.shape == (4, 3, 180, 240) and data.labels.max() == 255
     assert set(data.labels.unique().tolist()) <= {0, 1, 2, 255}
+
+
+def test_run_config_paper_split_and_min_coverage_reach_both_loaders(camvid_root):
+    """RunConfig.paper_split / min_coverage are honoured by the notebooks' loader and by fit()'s own."""
+    from iicrepro import experiment, train
+    from iicrepro.config import make_config
+
+    base = dict(preset="camvid3", data_root=str(camvid_root), prescale=1.0, batch_size=2)
+    for load in (lambda c: experiment.load_data(c, cache=None),
+                 lambda c: train._datasets(c, None, None)):
+        train_set, evals = load(make_config(**base))
+        assert (len(train_set), {k: len(v) for k, v in evals.items()}) == (5, {"paper_eval": 5, "heldout": 2})
+        train_set, evals = load(make_config(**base, paper_split=True))  # transductive: no held-out split
+        assert (len(train_set), {k: len(v) for k, v in evals.items()}) == (7, {"paper_eval": 7})
+    blank = np.full((24, 32), 1, dtype=np.uint8)  # all "building": nothing counts in CamVid-3
+    Image.fromarray(blank).save(camvid_root / "camvid" / "CamVid" / "testannot" / "test_001.png")
+    for load in (lambda c: experiment.load_data(c, cache=None),
+                 lambda c: train._datasets(c, None, None)):
+        train_set, evals = load(make_config(**base, min_coverage=0.3))  # drops that frame from "heldout"
+        assert (len(train_set), {k: len(v) for k, v in evals.items()}) == (5, {"paper_eval": 5, "heldout": 1})
+    with pytest.raises(ValueError, match="min_coverage"):
+        make_config(**base, min_coverage=1.5)

@@ -283,3 +283,12 @@ def test_largest_legal_half_side_works():
     for impl in IMPLS:
         loss, _ = iic_seg_loss(p, p, half_side=4, impl=impl)
         assert abs(loss.item()) < 1e-12
+
+
+def test_run_config_accepts_every_loss_implementation():
+    from iicrepro import config
+
+    assert config.LOSS_IMPLS == ("auto",) + LOSS_IMPLS
+    assert config.make_config(preset="camvid3", loss_impl="fft").loss_impl == "fft"
+    with pytest.raises(ValueError, match="loss_impl"):
+        config.make_config(preset="camvid3", loss_impl="fast")
