@@ -72,6 +72,7 @@ def performance_bench(bench_dir: Path) -> str:
                              _num(step.get("achieved_tflops"), 2), _num(step.get("peak_mem_mb"), 0)])
         parts.append("\n" + md_table(["preset", "head", "K", "batch", "input", "step (ms)", "pairs/s",
                                       "single-head epoch (s)", "TFLOP/s", "peak memory (MB)"], rows))
+        parts.append(_bench_details(data))
         items = (data.get("targets") or {}).get("items") or []
         if items:
             parts.append("\n" + md_table(["target", "what", "goal", "measured", "status"],
@@ -79,6 +80,80 @@ def performance_bench(bench_dir: Path) -> str:
                                            _num(i.get("measured"), 3) if isinstance(i.get("measured"), (int, float))
                                            else "—", i.get("status")] for i in items]))
     return "".join(parts)
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"
+
+
+def _bench_details(data: dict) -> str:
+    """Split of a step, checkpointing, evaluation, the loss alone per implementation (one bench file)."""
+    presets, parts = data.get("presets") or {}, []
+    peak = data.get("matmul_peak") or {}
+    dtype = peak.get("compared_with")
+    if dtype in peak:
+        parts.append(f"\nDense matmul peak measured in the same run ({dtype}, n = {peak[dtype].get('n')}): "
+                     f"{_num(peak[dtype].get('tflops'), 3)} TFLOP/s.\n")
+    phases = ("views", "forward", "loss", "backward", "optimiser")
+    rows = [[name, head] + [_num((step.get("split_ms") or {}).get(ph)) for ph in phases]
+            + [_pct(step.get("matmul_peak_fraction"))]
+            for name, preset in presets.items() for head, step in (preset.get("steps") or {}).items()]
+    if rows:
+        parts.append("\nSplit of one training step (median ms per phase) and the forward + backward FLOP/s as a "
+                     "share of that peak:\n\n" + md_table(["preset", "head"] + [f"{ph} (ms)" for ph in phases]
+                                                         + ["of matmul peak"], rows))
+    def saved(run: dict) -> str:  # a CPU process's resident high-water mark only grows: no saving visible
+        cpu = str(run.get("kind", "")).startswith("process_maxrss")
+        return "n/a (CPU high-water mark)" if cpu else _num(run.get("memory_saved_mb"), 0)
+
+    rows = [[name, head, _num(run.get("step_ms")), _pct(run.get("speed_cost")), _num(run.get("peak_mem_mb"), 0),
+             saved(run)]
+            for name, preset in presets.items() for head, run in (preset.get("checkpointing") or {}).items()]
+    if rows:
+        parts.append("\nWith activation checkpointing of the trunk (`checkpointing: true`):\n\n" + md_table(
+            ["preset", "head", "step (ms)", "slower by", "peak memory (MB)", "memory saved (MB)"], rows))
+    rows = [[name, ev.get("batch_size"), _num(ev.get("images_per_s")), ev.get("eval_images") or "—",
+             _num(ev.get("eval_s"))] for name, preset in presets.items() if (ev := preset.get("eval"))]
+    if rows:
+        parts.append("\nEvaluation (forward, arg-max, confusion matrix) of head B:\n\n" + md_table(
+            ["preset", "batch", "images/s", "images per evaluation", "evaluation (s)"], rows))
+    parts.append(_bench_loss(data.get("loss"), data.get("loss_share")))
+    return "".join(parts)
+
+
+def _bench_loss(loss: dict | None, share: dict | None) -> str:
+    """The loss alone: forward + backward ms per implementation, auto's pick, agreement with the first."""
+    if not loss:
+        return ""
+    impls = loss.get("impls") or []
+    times = {(r["k"], r["d"], r["impl"]): r.get("fwd_bwd_ms") for r in loss.get("records") or []}
+    auto = {(a["k"], a["d"]): a["impl"] for a in loss.get("auto") or []}
+    agree = {}
+    for a in loss.get("agreement") or []:
+        key = (a["k"], a["d"])
+        exact = a.get("rel_diff_grad")
+        f32 = a.get("float32_rel_diff_grad")
+        agree[key] = (max(agree.get(key, (0, None))[0], exact or 0),
+                      None if f32 is None else max(agree.get(key, (0, 0))[1] or 0, f32))
+    rows = []
+    for k, d in sorted({(k, d) for k, d, _ in times}):
+        exact, f32 = agree.get((k, d), (None, None))
+        rows.append([k, d] + [_num(times.get((k, d, i)), 2) for i in impls]
+                    + [auto.get((k, d), "—"), "—" if exact is None else f"{exact:.1e}",
+                       "—" if f32 is None else f"{f32:.1e}"])
+    first = impls[0] if impls else "?"
+    text = (f"\nThe loss alone, forward + backward (ms), batch {loss.get('batch_size')}, "
+            f"{loss.get('input_size')} × {loss.get('input_size')}, for each implementation; the one "
+            f"`loss_impl: auto` picks; the largest relative difference of the gradients from `{first}` "
+            f"(float64, judged against {loss.get('tolerance')}; and in float32). All agree: "
+            f"**{'yes' if loss.get('all_agree') else 'no'}**.\n\n")
+    text += md_table(["K", "d"] + [f"{i} (ms)" for i in impls] + ["auto picks", "grad. diff. float64",
+                                                                   "grad. diff. float32"], rows)
+    if share:
+        text += (f"\nLoss share of a step at K = {share.get('k')}, d = {share.get('d')}, batch "
+                 f"{share.get('batch_size')}, {share.get('input_size')} × {share.get('input_size')}: "
+                 f"{_pct(share.get('fwd_bwd_share'))} (loss forward + backward alone / step).\n")
+    return text
 
 
 def performance_original(reference) -> str:

@@ -1,8 +1,8 @@
 """Execute the runs of a study through papermill and write their run files (NAME.ipynb + NAME.json).
 
 A run is skipped when its run file says "ok" with the same fingerprint: a hash of its notebook parameters,
-the notebook template and every file of the package except the modules that only render the book
-(BOOK_ONLY), so a change of code or parameters reruns it and nothing else does. A failed run keeps its partial notebook (the error is visible in it) and its run file
+the notebook template and every file of the package except the modules no run can import
+(NOT_IN_RUNS), so a change of code or parameters reruns it and nothing else does. A failed run keeps its partial notebook (the error is visible in it) and its run file
 says which cell failed. Files are written to a temporary name first and renamed, so an interrupted run
 never leaves a half-written run file behind. papermill is imported here only, never by the library.
 """
@@ -44,17 +44,17 @@ def _finite(value):
     return value
 
 
-# Modules that only turn run files into the book's tables; no notebook imports them, so they cannot
-# change a run's result and editing them must not make every run stale. (report.py is not among them:
-# the datasets notebook uses its md_table.)
-BOOK_ONLY = frozenset({"iicrepro/report_pages.py", "iicrepro/report_results.py"})
+# Modules no run can import: the book's tables (report_pages, report_results; report.py is not among
+# them, the datasets notebook uses its md_table) and the benchmark (bench, reached only from the CLI).
+# They cannot change a run's result, so editing them must not make every run stale.
+NOT_IN_RUNS = frozenset({"iicrepro/report_pages.py", "iicrepro/report_results.py", "iicrepro/bench.py"})
 
 
 def code_hash(root: Path) -> str:
-    """sha256 over every source file of the package (path and content), BOOK_ONLY modules excepted."""
+    """sha256 over every source file of the package (path and content), NOT_IN_RUNS modules excepted."""
     digest = hashlib.sha256()
     for path in sorted((root / "iicrepro").rglob("*.py")):
-        if path.relative_to(root).as_posix() in BOOK_ONLY:
+        if path.relative_to(root).as_posix() in NOT_IN_RUNS:
             continue
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()

@@ -210,6 +210,25 @@ def test_benchmark_files_are_tabulated(book):
     out = generate(book, bench=bench)["performance_bench.md"]
     assert "NVIDIA H100" in out and "| cocostuff3 | A | 15 | 120 | 128 | 250.0 | 480.0 | 76.4 |" in out
     assert "| cocostuff3_epoch_s | epoch | <= 60 | 76.400 | fail |" in out
+    step["split_ms"] = {"views": 1.0, "forward": 80.0, "loss": 20.0, "backward": 140.0, "optimiser": 9.0}
+    step["matmul_peak_fraction"] = 0.45
+    payload["matmul_peak"] = {"bfloat16": {"n": 8192, "tflops": 700.0}, "compared_with": "bfloat16"}
+    payload["presets"]["cocostuff3"]["checkpointing"] = {"A": {**step, "speed_cost": 0.3, "memory_saved_mb": 4000.0,
+                                                               "kind": "cuda_allocated"}}
+    payload["presets"]["cocostuff3"]["eval"] = {"batch_size": 64, "images_per_s": 900.0, "eval_images": 36660,
+                                                "eval_s": 40.7}
+    payload["loss"] = {"impls": ["conv", "fft"], "batch_size": 60, "input_size": 128, "tolerance": 1e-5,
+                       "all_agree": True, "records": [{"k": 45, "d": 10, "impl": "conv", "fwd_bwd_ms": 30.0},
+                                                      {"k": 45, "d": 10, "impl": "fft", "fwd_bwd_ms": 6.0}],
+                       "agreement": [{"k": 45, "d": 10, "impl": "fft", "rel_diff_grad": 3e-12,
+                                      "float32_rel_diff_grad": 2e-5, "ok": True}],
+                       "auto": [{"k": 45, "d": 10, "impl": "fft"}]}
+    (bench / "cuda-2025-01-01.json").write_text(json.dumps(payload))
+    out = generate(book, bench=bench)["performance_bench.md"]
+    assert "700.000 TFLOP/s" in out and "| cocostuff3 | A | 1.0 | 80.0 | 20.0 | 140.0 | 9.0 | 45% |" in out
+    assert "| cocostuff3 | A | 250.0 | 30% | 9,000 | 4,000 |" in out
+    assert "| cocostuff3 | 64 | 900.0 | 36660 | 40.7 |" in out
+    assert "| 45 | 10 | 30.00 | 6.00 | fft | 3.0e-12 | 2.0e-05 |" in out and "All agree: **yes**" in out
 
 
 def test_dataset_summary_or_not_generated(book):
