@@ -18,6 +18,18 @@ from iicrepro.data import batches
 IGNORE = 255
 
 
+def inline_jpeg(quality: int = 85) -> None:
+    """Show a notebook's matplotlib figures as JPEG instead of PNG.
+
+    The qualitative grids are photographs: as PNG one grid is ~0.7 MB of base64 in the executed notebook,
+    as JPEG ~0.1 MB. Run notebooks are committed (book/runs) and travel with the tree to GPU machines,
+    whose copy is capped at 64 MiB, so their size matters.
+    """
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    set_matplotlib_formats("jpeg", pil_kwargs={"quality": quality})
+
+
 def colourise(labels, palette) -> np.ndarray:
     """(H, W) class ids (255 = ignore) -> (H, W, 3) uint8 colours; ignored pixels black."""
     labels = np.asarray(labels, dtype=np.int64)

@@ -46,6 +46,15 @@ def test_every_notebook_runs_in_the_smoke_profile(smoke_runs):
             assert data["device"] == "cpu"
 
 
+def test_figures_are_embedded_as_jpeg(smoke_runs):
+    """Run notebooks are committed and travel to GPU machines: photos go in as JPEG, never as PNG."""
+    for name in ("camvid3-faithful-s0", "camvid3-kmeans-s0", "dubai3-data-s0"):
+        notebook = json.loads((smoke_runs / f"{name}.ipynb").read_text())
+        kinds = {kind for cell in notebook["cells"] for output in cell.get("outputs", [])
+                 for kind in output.get("data", {}) if kind.startswith("image/")}
+        assert kinds == {"image/jpeg"}, (name, kinds)
+
+
 def test_training_run_records_both_protocols_and_a_history(smoke_runs):
     data = load(smoke_runs, "camvid3-faithful-s0")
     assert {"paper", "last"} <= set(data["selection"])
