@@ -4,7 +4,8 @@
 #                  needs), at the versions of our .venv; its own torch stays.
 #   .carry/REVISION the commit the tree is (the copy there has no .git; iicrepro/revision.py)
 #   .carry/data/   prepared caches (iicrepro prepare) of the datasets named, at most 64 MiB with the tree:
-#                  two caches per call (camvid3 + dubai3, or camvid11 + dubai5).
+#                  two caches per call (camvid3 + dubai3, or camvid11 + dubai5) while the tree is small;
+#                  the script adds up what travels and refuses to go over 64 MiB.
 # Both folders are listed in .git/info/exclude, so they never get committed.
 # Usage: tools/device_prepare.sh [VENV] [DATASET ...]     (default: .venv camvid3 dubai3)
 set -euo pipefail
@@ -39,5 +40,15 @@ for name in "${datasets[@]}"; do
 done
 # the GPU machine gets a copy of the tree without .git: this says which commit it is (iicrepro/revision.py)
 "$venv/bin/python" -c "from iicrepro.revision import code_revision; print(code_revision())" > .carry/REVISION
-du -sh .whl .carry
+# What travels: the tree (tracked files and untracked ones git does not ignore) plus the carried folders,
+# 64 MiB at most. Executed run notebooks (book/runs) grow the tree; fewer caches per call make room.
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s -- 2>/dev/null \
+       | awk '{s += $1} END {print s + 0}')
+carried=$(du -sb .whl .carry | awk '{s += $1} END {print s + 0}')
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
+echo "device_prepare.sh: tree $(mib "$tree") + .whl and .carry $(mib "$carried") = $(mib $((tree + carried))) of 64 MiB"
+if [ $((tree + carried)) -gt $((64 * 1048576)) ]; then
+  echo "device_prepare.sh: over the 64 MiB a GPU machine accepts; name fewer datasets (one cache is ~17 MiB)" >&2
+  exit 1
+fi
 echo "device_prepare.sh: carry [\".whl\", \".carry\"]; the command: bash tools/device_run.sh ..."
