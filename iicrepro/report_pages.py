@@ -128,19 +128,16 @@ def _bench_loss(loss: dict | None, share: dict | None) -> str:
     impls = loss.get("impls") or []
     times = {(r["k"], r["d"], r["impl"]): r.get("fwd_bwd_ms") for r in loss.get("records") or []}
     auto = {(a["k"], a["d"]): a["impl"] for a in loss.get("auto") or []}
-    agree = {}
-    for a in loss.get("agreement") or []:
-        key = (a["k"], a["d"])
-        exact = a.get("rel_diff_grad")
-        f32 = a.get("float32_rel_diff_grad")
-        agree[key] = (max(agree.get(key, (0, None))[0], exact or 0),
-                      None if f32 is None else max(agree.get(key, (0, 0))[1] or 0, f32))
-    rows = []
-    for k, d in sorted({(k, d) for k, d, _ in times}):
-        exact, f32 = agree.get((k, d), (None, None))
-        rows.append([k, d] + [_num(times.get((k, d, i)), 2) for i in impls]
-                    + [auto.get((k, d), "—"), "—" if exact is None else f"{exact:.1e}",
-                       "—" if f32 is None else f"{f32:.1e}"])
+    agreement = loss.get("agreement") or []
+
+    def worst(k: int, d: int, field: str) -> str:
+        """The largest `field` over the implementations compared at (K, d), or "—" when none has it."""
+        values = [a[field] for a in agreement if (a["k"], a["d"]) == (k, d) and a.get(field) is not None]
+        return f"{max(values):.1e}" if values else "—"
+
+    rows = [[k, d] + [_num(times.get((k, d, i)), 2) for i in impls]
+            + [auto.get((k, d), "—"), worst(k, d, "rel_diff_grad"), worst(k, d, "float32_rel_diff_grad")]
+            for k, d in sorted({(k, d) for k, d, _ in times})]
     first = impls[0] if impls else "?"
     text = (f"\nThe loss alone, forward + backward (ms), batch {loss.get('batch_size')}, "
             f"{loss.get('input_size')} × {loss.get('input_size')}, for each implementation; the one "
