@@ -1,7 +1,7 @@
 """Command line: `iicrepro download|prepare|train|study|bench`.
 
     iicrepro download potsdam [--root data]
-    iicrepro prepare camvid3 [--src ../shared/data] [--out data/cache]
+    iicrepro prepare camvid3 [--src ../shared/data] [--out data/cache] [--prescale 0.25]
     iicrepro train --preset camvid3 --epochs 20 --out runs/my-camvid3 --set lambda_b=1.0 --set jitter=0.1,0.1,0.1,0.1
     iicrepro study run [--only 'camvid3-*'] [--profile smoke|full] [--manifest study.yaml] [--out DIR] [--force]
     iicrepro study list [--profile full]
@@ -46,7 +46,13 @@ def _convert(name: str, text: str, kind):
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         if text.strip().lower() in ("none", "null"):
             return None
-        return _convert(name, text, next(a for a in args if a is not type(None)))
+        options = [a for a in args if a is not type(None)]
+        for option in options[:-1]:  # e.g. bf16: bool | str takes true/false, else the text ("auto")
+            try:
+                return _convert(name, text, option)
+            except ValueError:
+                continue
+        return _convert(name, text, options[-1])
     if typing.get_origin(kind) is tuple:
         parts = [p for p in text.replace(" ", "").split(",") if p]
         if len(parts) != len(args):
@@ -106,7 +112,9 @@ def _add_study(sub) -> None:
     run = actions.choices["run"]
     run.add_argument("--force", action="store_true", help="rerun even when parameters and code are unchanged")
     run.add_argument("--with-downloads", action="store_true", help="also run the runs marked `requires: download`")
-    run.add_argument("--checkpoints", type=Path, help="keep checkpoints in CHECKPOINTS/NAME and resume from them")
+    run.add_argument("--checkpoints", type=Path, help="keep checkpoints in CHECKPOINTS/NAME-FINGERPRINT and resume "
+                     "from them (default: checkpoints/PROFILE; an interrupted run continues from its last epoch)")
+    run.add_argument("--no-checkpoints", action="store_true", help="keep no checkpoints (a rerun starts afresh)")
     run.add_argument("--log-output", action="store_true", help="echo the notebooks' output")
 
 
@@ -120,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
     prepare.add_argument("name", help="dataset variant, e.g. camvid3")
     prepare.add_argument("--src", type=Path, help="where the dataset lies (default: the data root)")
     prepare.add_argument("--out", type=Path, help="cache folder (default: <data root>/cache)")
+    prepare.add_argument("--prescale", type=float, help="resize factor before cropping (default: the preset's); "
+                         "a cache away from the preset's lands in <out>/<name>@x<prescale>")
     _add_train(sub)
     _add_study(sub)
     sub.add_parser("bench", help="speed and memory benchmarks (see `iicrepro bench --help`)", add_help=False)
@@ -141,6 +151,7 @@ def train_config(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     from iicrepro import experiment
+    from iicrepro.history import HISTORY_NAME, write_history
     from iicrepro.train import fit  # heavy imports only for the commands that need them
 
     config = train_config(args)
@@ -149,11 +160,11 @@ def _train(args: argparse.Namespace) -> int:
     (args.out / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
     history = fit(config, out_dir=args.out, resume=args.resume, progress=not args.no_progress,
                   train_set=train_set, eval_sets=eval_sets, max_batches=args.max_batches)
+    write_history(args.out / HISTORY_NAME, history)
     history = history.to_dict() if hasattr(history, "to_dict") else dict(history)
-    (args.out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     for rule, chosen in history.get("selection", {}).items():
         print(f"{rule}: epoch {chosen.get('epoch')} acc {chosen.get('acc')} miou {chosen.get('miou')}")
-    print(f"history: {args.out / 'history.json'}")
+    print(f"history: {args.out / HISTORY_NAME}")
     return 0
 
 
@@ -168,8 +179,9 @@ def _study(args: argparse.Namespace) -> int:
                 print(f"{run.name:32s} {run.study_group:22s} {run.variant:12s} {status}")
         print(f"({len(runs)} runs; run files in {os.path.relpath(loaded.out)})")
         return 0
+    checkpoints = None if args.no_checkpoints else (args.checkpoints or loaded.root / "checkpoints" / loaded.profile)
     results = runner.run_study(loaded, runs, force=args.force, with_downloads=args.with_downloads,
-                               checkpoints=args.checkpoints, log_output=args.log_output)
+                               checkpoints=checkpoints, log_output=args.log_output)
     failed = [(run, record) for run, action, record in results if action == "failed"]
     counts = {a: sum(1 for _, b, _ in results if b == a) for a in ("ok", "skipped", "alias", "not run", "failed")}
     print(", ".join(f"{n} {a}" for a, n in counts.items() if n))
@@ -201,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             return _study(args)
         if args.command == "download":
             return _call("iicrepro.data.download", "download", name=args.name, root=args.root)
-        return _call("iicrepro.data.prepare", "prepare", name=args.name, src=args.src, out=args.out)
+        return _call("iicrepro.data.prepare", "prepare", name=args.name, src=args.src, out=args.out,
+                     prescale=args.prescale)
     except (ValueError, FileNotFoundError) as error:
         print(f"iicrepro {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -114,8 +114,8 @@ class RunConfig:
     seed: int = 0  # seeds torch, numpy and the data order
     # -- engineering (not in the paper) --
     device: str = "auto"  # "auto", "cpu" or "cuda"
-    bf16: bool = False  # bf16 autocast on CUDA
-    channels_last: bool = False  # channels_last memory format on CUDA
+    bf16: bool | str = False  # bf16 autocast (CPU or CUDA); "auto": where bf16 is native (iicrepro.precision)
+    channels_last: bool = False  # channels_last memory format (CPU or CUDA)
     compile: bool = False  # torch.compile the network
     checkpointing: bool = False  # activation checkpointing of the trunk (saves memory, costs speed)
     eval_batch_size: int = 64  # images per evaluation batch
@@ -145,6 +145,7 @@ def _validate(cfg: RunConfig) -> None:
         (cfg.schedule in SCHEDULES, f"schedule={cfg.schedule!r}: expected one of {SCHEDULES}"),
         (cfg.loss_impl in LOSS_IMPLS, f"loss_impl={cfg.loss_impl!r}: expected one of {LOSS_IMPLS}"),
         (cfg.device in DEVICES, f"device={cfg.device!r}: expected one of {DEVICES}"),
+        (cfg.bf16 in (True, False, "auto"), f"bf16={cfg.bf16!r}: expected true, false or \"auto\""),
         (cfg.input_size >= 16, f"input_size={cfg.input_size}: expected >= 16"),
         (cfg.prescale > 0, f"prescale={cfg.prescale}: expected > 0"),
         (0 < cfg.data_fraction <= 1, f"data_fraction={cfg.data_fraction}: expected in (0, 1]"),

@@ -12,6 +12,7 @@ import torch
 from iicrepro import metrics
 from iicrepro.data import batches
 from iicrepro.distributed import World, shard
+from iicrepro.precision import resolve_bf16
 from iicrepro.views import sobel_channels
 
 MATCHING = {"B": ("hungarian", metrics.match_hungarian), "A": ("majority", metrics.match_majority)}
@@ -31,14 +32,14 @@ def evaluate(net: torch.nn.Module, eval_set, *, config, device: torch.device, he
     k = {"A": config.k_a, "B": config.k_b}
     cms = {h: [metrics.ConfusionMatrix(k[h], num_classes, device=device)
                for _ in range(config.num_subheads)] for h in heads}
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_bf16(config.bf16, device))
     for images, labels in batches(eval_set, batch_size=config.eval_batch_size, crop=config.input_size,
                                   train=False, generator=None, device=device, drop_last=False):
         images, labels = shard(images, world), shard(labels, world)  # (B_local, C, H, W), (B_local, H, W)
         if images.shape[0] == 0:
             continue
         x = network_input(images, sobel=config.sobel)  # (B_local, C', H, W)
-        if config.channels_last and device.type == "cuda":
+        if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for head in heads:
             with autocast:

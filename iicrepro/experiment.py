@@ -78,58 +78,37 @@ def load_data(config, *, cache=None, synthetic=False, max_eval_images: int | Non
     synthetic: True, False or "auto" (generated images when the dataset cannot be found: smoke runs).
     Where the data comes from: see find_source; the sets' .info says which was used.
     """
+    from iicrepro.data.splits import read_run_sets, restrict
+
     source = None if synthetic is True else find_source(config, cache)
     if source is None and synthetic not in (True, "auto"):
         raise FileNotFoundError(f"{config.dataset}: no prepared cache and no dataset files found (data_root="
-                                f"{config.data_root!r}, data_cache={cache!r}); see `iicrepro prepare --help`")
+                                f"{config.data_root!r}, data_cache={cache!r}, prescale={config.prescale}); see "
+                                f"`iicrepro prepare --help`")
     if source is None:
         train_set, eval_sets = synthetic_sets(config)
-    else:
-        train_set, eval_sets = _real_sets(config, source, max_eval_images)
-    full = len(train_set)
-    if config.data_fraction < 1:
-        train_set = train_set.subset(config.data_fraction, seed=config.seed)
-    if config.max_images is not None:
-        train_set = train_set.select(range(min(config.max_images, len(train_set))))
-    if len(train_set) < full and len(eval_sets.get("paper_eval", ())):
-        eval_sets["paper_eval"] = _same_images(eval_sets["paper_eval"], train_set)
-    if max_eval_images is not None:
-        eval_sets = {k: s.select(range(min(max_eval_images, len(s)))) for k, s in eval_sets.items()}
-    return train_set, eval_sets
-
-
-def _real_sets(config, source: dict, max_eval_images):
-    """Read the three splits; reading stops early at the caps when no fraction has to be drawn first."""
-    from iicrepro import data
-
-    kwargs = dict(source, prescale=config.prescale, paper_split=config.paper_split,
-                  min_coverage=config.min_coverage)
-    cap = config.max_images if config.data_fraction == 1 else None
-    train_set = data.load_split(config.dataset, "train", max_images=cap, **kwargs)
-    eval_sets = {split: data.load_split(config.dataset, split, max_images=max_eval_images, **kwargs)
-                 for split in ("paper_eval", "heldout")}
-    return train_set, {split: s for split, s in eval_sets.items() if len(s)}  # paper_split: no "heldout"
-
-
-def _same_images(eval_set, train_set):
-    """The samples of eval_set that are also in train_set (by id); all of eval_set if none are."""
-    trained = set(train_set.ids)
-    keep = [i for i, sample in enumerate(eval_set.ids) if sample in trained]
-    return eval_set.select(keep) if keep else eval_set
+    else:  # reading stops early at the caps when no fraction has to be drawn first
+        cap = config.max_images if config.data_fraction == 1 else None
+        train_set, eval_sets = read_run_sets(config.dataset, source=source, prescale=config.prescale,
+                                             paper_split=config.paper_split, min_coverage=config.min_coverage,
+                                             max_images=cap, max_eval_images=max_eval_images)
+    return restrict(train_set, eval_sets, data_fraction=config.data_fraction, seed=config.seed,
+                    max_images=config.max_images, max_eval_images=max_eval_images)
 
 
 def find_source(config, cache=None) -> dict | None:
     """load_split's keyword arguments for the first place that holds the dataset, or None.
 
-    Order: the given cache; the given data_root; the default cache (<data root>/cache/<dataset>, what
-    `iicrepro prepare` writes); the default data root ($IICREPRO_DATA, else ./data); ../shared/data.
+    Order: the given cache; the given data_root; the default cache at the run's pre-scale (<data root>/cache/
+    <dataset>, or <dataset>@x<prescale> away from the preset's: what `iicrepro prepare [--prescale]` writes);
+    the default data root ($IICREPRO_DATA, else ./data); ../shared/data.
     """
     from iicrepro.data import cache_dir, data_root, paths, shared_data_dir
 
     if cache is not None:
         return {"cache": cache}
     family = config.spec.family
-    default_cache = cache_dir(config.dataset, data_root() / "cache")
+    default_cache = cache_dir(config.dataset, data_root() / "cache", config.prescale)
     candidates = [("root", config.data_root)] if config.data_root is not None else [
         ("cache", default_cache), ("root", None), ("root", shared_data_dir())]
     for kind, place in candidates:

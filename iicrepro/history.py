@@ -8,9 +8,13 @@ on paper_eval, and the entry says so).
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
+from pathlib import Path
 
 PAPER_SPLIT, HELDOUT_SPLIT = "paper_eval", "heldout"
+HISTORY_NAME = "history.json"  # written beside checkpoint.pt after every epoch
 
 
 class History(dict):
@@ -20,6 +24,15 @@ class History(dict):
     def to_dict(self) -> dict:
         """A deep copy that ``json.dumps(..., allow_nan=False)`` accepts: NaN and infinities become None."""
         return _finite(copy.deepcopy(dict(self)))
+
+
+def write_history(path, history: dict) -> None:
+    """Write the history as strict JSON atomically (temporary name, then rename): a reader never sees half."""
+    path = Path(path)
+    data = history.to_dict() if hasattr(history, "to_dict") else _finite(copy.deepcopy(dict(history)))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
 
 
 def _finite(value):

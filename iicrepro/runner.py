@@ -131,8 +131,9 @@ def execute(run: Run, study: Study, record: dict, *, checkpoints: Path | None, l
     out_rel = os.path.relpath(study.out, study.root)
     metrics = study.out / f".{run.name}.metrics.json"
     runtime = {"metrics_path": os.path.join(out_rel, metrics.name)}
-    if checkpoints is not None:
-        runtime.update(out_dir=os.path.join(os.path.relpath(checkpoints, study.root), run.name), resume=True)
+    if checkpoints is not None:  # one folder per fingerprint: only the same parameters and code resume
+        folder = f"{run.name}-{record['fingerprint']}" if record.get("fingerprint") else run.name
+        runtime.update(out_dir=os.path.join(os.path.relpath(checkpoints, study.root), folder), resume=True)
     params = {**run.params, **{k: v for k, v in runtime.items() if k in accepted}}
     partial, final = study.out / f".{run.name}.part.ipynb", study.out / f"{run.name}.ipynb"
     metrics.unlink(missing_ok=True)

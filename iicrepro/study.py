@@ -8,7 +8,9 @@ the command that reproduces it). Nothing in the book is computed by the book: it
 Manifest (YAML, paths relative to its folder, the repository root):
   seeds: [0, 1, 2]                  # default seeds; a run expands into NAME-s0, NAME-s1, ...
   notebooks: {train: notebooks/train.ipynb, ...}
-  profiles: {PROFILE: {out: FOLDER, seeds: [...] (optional), params: {...}}}   # params override every run's
+  profiles: {PROFILE: {out: FOLDER, seeds: [...], scale: S, epoch_factor: E, params: {...}}}   # all but out
+      optional; scale multiplies each run's crop, pre-scale and d (CPU scale: 0.5), epoch_factor its epochs,
+      then params override every run's
   runs: - {name, notebook, study_group, variant, params: {...}, seeds?, requires?, commands?, alias_of?}
 A run's params are notebook parameters (its `parameters` cell) or any RunConfig field (passed through the
 notebook's `overrides` parameter). `requires: download` runs are written as "not run" with their commands;
@@ -26,10 +28,11 @@ from typing import Any
 
 import yaml
 
-from iicrepro.config import FIELDS, PRESETS, make_config
+from iicrepro.config import FIELDS, PRESETS, RunConfig, make_config
 
 RUN_KEYS = {"name", "notebook", "study_group", "variant", "params", "seeds", "requires", "commands", "alias_of"}
 TOP_KEYS = {"seeds", "notebooks", "profiles", "runs", "derived"}
+PROFILE_KEYS = {"out", "seeds", "scale", "epoch_factor", "params", "note"}
 RUNTIME_PARAMS = ("metrics_path", "out_dir", "resume")  # plumbing set by the runner, not part of a run
 
 
@@ -128,8 +131,8 @@ def _expand(entry: dict, index: int, study: Study, data: dict, profile: dict) ->
     reserved = sorted(set(params) & set(RUNTIME_PARAMS))
     if reserved:
         _fail(where, f"parameter(s) {reserved} are set by the runner, not by the manifest")
-    # The profile applies on top; its parameters that this notebook cannot take are left out.
-    extra = {k: v for k, v in profile.get("params", {}).items()
+    # The profile applies on top: its scale, then its parameters (those this notebook cannot take left out).
+    extra = {k: v for k, v in {**scaled(params, profile), **profile.get("params", {})}.items()
              if k in accepted or (k in FIELDS and "overrides" in accepted)}
     params = _split_params(where, {**params, **extra}, accepted)
     seeds = profile.get("seeds", entry.get("seeds", data.get("seeds", [0])))
@@ -141,6 +144,29 @@ def _expand(entry: dict, index: int, study: Study, data: dict, profile: dict) ->
                         study_group=entry["study_group"], variant=entry["variant"], seed=seed,
                         requires=entry.get("requires"), commands=tuple(entry.get("commands", ()))))
     return runs
+
+
+SCALED_FIELDS = ("input_size", "prescale", "half_side")  # what a profile's `scale` multiplies
+
+
+def scaled(params: dict, profile: dict) -> dict:
+    """A profile's `scale` and `epoch_factor` applied to a run's resolved values (preset, then the run's own).
+
+    scale s: input_size -> round(s x crop), prescale -> s x prescale, half_side d -> round(s x d) (half up:
+    10 -> 5, 5 -> 3, 0 stays 0), so a CPU scale of 0.5 sees the same picture content per crop at half the
+    pixels, and the displacement window keeps its size relative to the image. epoch_factor e: epochs ->
+    max(1, round(e x epochs)). Runs of notebooks without these fields (the dataset summaries) get none.
+    """
+    scale, factor = profile.get("scale"), profile.get("epoch_factor")
+    base = {**PRESETS.get(params.get("preset"), {}), **{k: v for k, v in params.items() if v is not None}}
+    out = {}
+    if scale is not None:
+        for name in SCALED_FIELDS:
+            value = base.get(name, getattr(RunConfig, name))
+            out[name] = float(value) * scale if name == "prescale" else int(value * scale + 0.5)
+    if factor is not None and "epochs" in base:
+        out["epochs"] = max(1, int(base["epochs"] * factor + 0.5))
+    return out
 
 
 def _aliases(entry: dict, where: str, data: dict, profile: dict) -> list[Run]:
@@ -171,6 +197,9 @@ def load_study(manifest: str | Path = "study.yaml", *, profile: str = "full", ou
     for index, entry in enumerate(data.get("runs", [])):
         study.runs.extend(_expand(entry, index, study, data, chosen))
     _check_profile(data, chosen, profile, study)
+    unknown = set(chosen) - PROFILE_KEYS
+    if unknown:
+        _fail(f"profile {profile!r}", f"unknown key(s) {sorted(unknown)}: expected {sorted(PROFILE_KEYS)}")
     names = [run.name for run in study.runs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -84,7 +84,8 @@ def test_download_and_prepare_call_the_data_functions(monkeypatch):
     assert cli.main(["download", "potsdam", "--root", "data"]) == 0
     assert cli.main(["prepare", "camvid3", "--src", "../shared/data", "--out", "data/cache"]) == 0
     assert calls == [("download", {"name": "potsdam", "root": Path("data")}),
-                     ("prepare", {"name": "camvid3", "src": Path("../shared/data"), "out": Path("data/cache")})]
+                     ("prepare", {"name": "camvid3", "src": Path("../shared/data"), "out": Path("data/cache"),
+                                      "prescale": None})]
 
 
 def test_bench_passes_its_arguments_and_explains_a_missing_module(monkeypatch, capsys):

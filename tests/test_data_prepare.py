@@ -7,7 +7,7 @@ import torch
 from data_fixtures import write_camvid, write_coco, write_dubai, write_potsdam
 from PIL import Image
 
-from iicrepro.data import cache_dir, load_split, prepare
+from iicrepro.data import cache_dir, cache_name, load_split, prepare
 from iicrepro.data.files import sha256_file
 
 
@@ -98,3 +98,38 @@ def test_potsdam_rgbir_and_coco_lists(tmp_path):
     assert not cached.uniform and [tuple(y.shape) for y in cached.labels] == [(13, 20), (12, 12), (10, 16)]
     with pytest.raises(ValueError, match="prepared with options"):
         load_split("cocostuff15", "train", cache=tmp_path / "cache", list_name="Other")
+
+
+def test_caches_of_two_prescales_side_by_side(tmp_path):
+    write_dubai(tmp_path / "src")
+    default = prepare("dubai3", tmp_path / "src", tmp_path / "cache", image_format="png", progress=False)
+    half = prepare("dubai3", tmp_path / "src", tmp_path / "cache", prescale=0.25, image_format="png", progress=False)
+    assert default.name == "dubai3" and half.name == "dubai3@x0.25"
+    assert cache_name("dubai3", 0.5) == "dubai3" and cache_name("dubai3", 0.25) == "dubai3@x0.25"
+    cached = load_split("dubai3", "train", cache=tmp_path / "cache", prescale=0.25, patch=20, heldout_per_tile=1)
+    source = load_split("dubai3", "train", root=tmp_path / "src", prescale=0.25, patch=20, heldout_per_tile=1)
+    assert cached.ids == source.ids and torch.equal(cached.images, source.images)
+    with pytest.raises(ValueError, match=r"iicrepro prepare dubai3 --prescale 0.1"):
+        load_split("dubai3", "train", cache=tmp_path / "cache", prescale=0.1, heldout_per_tile=1)
+
+
+def test_cli_prepare_takes_a_prescale(tmp_path):
+    from iicrepro.cli import main
+
+    write_dubai(tmp_path / "src")
+    assert main(["prepare", "dubai3", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "cache"),
+                 "--prescale", "0.25"]) == 0
+    assert (tmp_path / "cache" / "dubai3@x0.25" / "manifest.json").is_file()
+
+
+def test_data_modules_import_one_way():
+    """records <- cache <- load, records/cache <- prepare: no module of iicrepro.data imports a later one."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "iicrepro" / "data"
+    order = ["records", "cache", "load", "splits", "prepare"]
+    for position, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert not imported & set(order[position:]), f"iicrepro/data/{name}.py imports {imported & set(order)}"

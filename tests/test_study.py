@@ -248,3 +248,23 @@ def test_modules_left_out_of_the_fingerprint_are_not_used_by_runs():
                 continue
             used = re.search(rf"import {name}\b|\b{name} import|,\s*{name}\b", text)
             assert not used, f"{rel} uses {name}, which the run fingerprint leaves out"
+
+
+def test_profile_scale_halves_crop_prescale_and_d_and_scales_epochs():
+    from iicrepro.study import scaled
+
+    profile = {"scale": 0.5, "epoch_factor": 0.2}
+    assert scaled({"preset": "camvid3", "epochs": 60}, profile) == {
+        "input_size": 64, "prescale": 0.25, "half_side": 5, "epochs": 12}
+    assert scaled({"preset": "dubai5", "half_side": None}, profile)["half_side"] == 3  # 5 -> 3 (half up)
+    assert scaled({"preset": "dubai3", "half_side": 0, "epochs": 600}, profile) == {
+        "input_size": 100, "prescale": 0.25, "half_side": 0, "epochs": 120}
+    assert scaled({"preset": "camvid3"}, {}) == {}
+
+
+def test_cpu_profile_of_the_manifest():
+    loaded = study.load_study(REPO / "study.yaml", profile="cpu")
+    run = next(r for r in loaded.runs if r.name == "camvid3-faithful-s0")
+    flat = {**run.params, **run.params.get("overrides", {})}
+    assert (flat["input_size"], flat["prescale"], flat["half_side"], flat["bf16"]) == (64, 0.25, 5, "auto")
+    assert loaded.out.name == "cpu" and loaded.out.parent.name == "runs"

@@ -172,8 +172,8 @@ class _nothing:
 
 def test_progress_bars(capsys):
     tiny_fit(tiny_config(epochs=1), progress=True)
-    err = capsys.readouterr().err
-    assert "epochs" in err
+    err = capsys.readouterr().err  # not a terminal: one plain line per epoch, no carriage-return updates
+    assert "epoch 1/1" in err and "\r" not in err
     tiny_fit(tiny_config(epochs=1), progress=False)
     assert capsys.readouterr().err == ""
 
@@ -195,3 +195,17 @@ def test_select_epochs_rules():
         del r["eval"]["heldout"]
     assert select_epochs(history)["last"]["split"] == "paper_eval"
     assert select_epochs(History(epochs=[])) == {}
+
+
+def test_history_json_written_after_every_epoch(tmp_path, monkeypatch):
+    """history.json appears after epoch 1 already (a running job can be watched), written atomically."""
+    seen = []
+    real = train.write_history
+
+    def spy(path, history):
+        real(path, history)
+        seen.append(len(json.loads(path.read_text())["epochs"]))
+    monkeypatch.setattr(train, "write_history", spy)
+    tiny_fit(tiny_config(epochs=2), out_dir=tmp_path)
+    assert seen == [1, 2]
+    assert not list(tmp_path.glob(".history.json.tmp*"))

@@ -10,10 +10,11 @@ from .base import SegmentationSet, batches, filter_coverage, make_set
 from .download import download
 from .load import SPLITS, coverage_counts, default_prescale, family_of, load_split
 from .paths import data_root, shared_data_dir, source_dir
-from .prepare import cache_dir, prepare
+from .cache import cache_dir, cache_name
+from .prepare import prepare
 
 __all__ = [
-    "SPLITS", "SegmentationSet", "batches", "cache_dir", "coverage_counts", "data_root", "default_prescale",
+    "SPLITS", "SegmentationSet", "batches", "cache_dir", "cache_name", "coverage_counts", "data_root", "default_prescale",
     "download", "family_of", "filter_coverage", "load_split", "make_set", "prepare", "shared_data_dir",
     "source_dir",
 ]

@@ -12,7 +12,6 @@ Splits are chosen at load time from the stored groups, so one cache serves every
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -21,34 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..config import DATASETS
-from .base import SegmentationSet
-from .files import parse_sha256, read_sha256_list, replace_dir, sha256_file, to_chw
-from .load import build_set, default_prescale, family_of, family_options, read_records
-from .paths import default_cache_root, source_dir
+from .cache import FORMAT, cache_dir, encode, read_manifest
+from .files import parse_sha256, read_sha256_list, replace_dir, sha256_file
+from .paths import source_dir
+from .records import default_prescale, family_of, family_options, read_records
 
-FORMAT = "iicrepro-cache/1"
 IMAGE_FORMATS = ("jpeg", "png", "webp")
-
-
-def encode(array: np.ndarray, image_format: str, quality: int) -> bytes:
-    """uint8 (H, W, C) or (H, W) -> bytes; only 3-channel images may be lossy (JPEG)."""
-    buf = io.BytesIO()
-    img = Image.fromarray(array)
-    if array.ndim == 3 and array.shape[2] == 3 and image_format == "jpeg":
-        img.save(buf, format="JPEG", quality=quality, subsampling=0)
-    elif array.ndim == 3 and array.shape[2] == 3 and image_format == "webp":
-        img.save(buf, format="WEBP", lossless=True)
-    else:
-        img.save(buf, format="PNG", compress_level=9 if array.ndim == 2 else 6)
-    return buf.getvalue()
-
-
-def decode(blob: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(blob)) as img:
-        return np.array(img)
 
 
 def _pack(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,12 +83,6 @@ def verify_against_listing(source: Path, listing: str) -> dict | None:
     return None
 
 
-def cache_dir(dataset: str, out) -> Path:
-    """The cache folder of `dataset`: `out` itself when it is named after the dataset, else out/<dataset>."""
-    out = Path(out) if out is not None else default_cache_root()
-    return out if out.name == dataset else out / dataset
-
-
 def prepare(name: str, src=None, out=None, *, prescale: float | None = None, image_format: str = "jpeg",
             quality: int = 95, force: bool = False, progress: bool = True, **options) -> Path:
     """Write (or keep, when up to date) the cache of dataset `name` and return its folder.
@@ -123,7 +96,7 @@ def prepare(name: str, src=None, out=None, *, prescale: float | None = None, ima
     family, options = family_of(name), family_options(name, options)
     source = source_dir(DATASETS[name].family, src)
     prescale = default_prescale(name) if prescale is None else float(prescale)
-    final = cache_dir(name, out)
+    final = cache_dir(name, out, prescale)
     groups = family.groups(name, source, **options)
     records = family.select(groups, "all", **options)
     paths = _source_files(name, source, records, options)
@@ -131,7 +104,7 @@ def prepare(name: str, src=None, out=None, *, prescale: float | None = None, ima
                   group_options={k: v for k, v in options.items()
                                  if k not in getattr(family, "LOAD_TIME_OPTIONS", ())})
     stat = _stat_fingerprint(source, paths)
-    old = _read_manifest(final)
+    old = read_manifest(final)
     if not force and old is not None and old.get("params") == params and old.get("source_stat") == stat:
         return final
     listing = _hash_sources(source, paths)
@@ -178,55 +151,3 @@ def _finish_manifest(tmp: Path, *, stat: str, listing: str, verified: dict | Non
     manifest.update(source=str(source), source_stat=stat, sources_sha256=_sha(listing),
                     source_files=listing.count("\n"), verified_against=verified)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-
-
-def _read_manifest(folder: Path) -> dict | None:
-    path = Path(folder) / "manifest.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-
-
-def load_cached(dataset: str, split: str, cache, *, prescale: float | None = None, paper_split: bool = False,
-                min_coverage: float = 0.0, max_images: int | None = None, **options) -> SegmentationSet:
-    """load_split() from a cache folder written by prepare() (the dataset's folder or the cache root)."""
-    folder = cache_dir(dataset, cache)
-    manifest = _read_manifest(folder)
-    if manifest is None or manifest.get("dataset") != dataset:
-        raise FileNotFoundError(f"no cache of {dataset} at {folder} (run `iicrepro prepare {dataset}`)")
-    if prescale is not None and abs(float(prescale) - manifest["prescale"]) > 1e-9:
-        raise ValueError(f"{folder} was prepared at prescale {manifest['prescale']}, not {prescale}; "
-                         f"prepare it again with prescale={prescale}")
-    options = family_options(dataset, options)
-    stored = manifest["params"]["group_options"]
-    clash = {k: (v, options[k]) for k, v in stored.items() if options.get(k) != v}
-    if clash:
-        raise ValueError(f"{folder} was prepared with options {stored}; requested {clash}")
-    records = family_of(dataset).select(manifest["groups"], split, paper_split=paper_split, **options)
-    if max_images is not None and not hasattr(family_of(dataset), "to_samples"):
-        records = records[:max_images]
-    images, labels = _decode_records(folder, manifest, records)
-    info = dict(cache=str(folder), prescale=manifest["prescale"], paper_split=paper_split, options=options)
-    return build_set(dataset, split, images, labels, records, options=options, min_coverage=min_coverage,
-                     max_images=max_images, info=info)
-
-
-def _decode_records(folder: Path, manifest: dict, records: list[str]) -> tuple[list, list]:
-    position = {r: i for i, r in enumerate(manifest["records"])}
-    with np.load(folder / "records.npz") as npz:
-        img_blob, img_off = npz["img_blob"], npz["img_offsets"]
-        lbl_blob, lbl_off = npz["lbl_blob"], npz["lbl_offsets"]
-
-    def one(record: str):
-        i = position[record]
-        image = decode(img_blob[img_off[i]:img_off[i + 1]].tobytes())
-        label = decode(lbl_blob[lbl_off[i]:lbl_off[i + 1]].tobytes())
-        image = image[:, :, None] if image.ndim == 2 else image
-        return to_chw(image), to_chw(label[:, :, None])[0]
-
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        pairs = list(pool.map(one, records))
-    return [x for x, _ in pairs], [y for _, y in pairs]
