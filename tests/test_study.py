@@ -181,7 +181,9 @@ def test_run_writes_files_and_skips_when_unchanged(root):
     assert not list(loaded.out.glob(".*"))  # no temporary files left
     assert run(loaded)["toy-s0"][0] == "skipped"
     assert run(loaded, force=True)["toy-s0"][0] == "ok"
-    (root / "iicrepro" / "report_results.py").write_text("x = 2\n")  # book-only module: still current
+    (root / "iicrepro" / "report").mkdir()
+    (root / "iicrepro" / "report" / "pages.py").write_text("x = 2\n")  # the book's report package: still current
+    (root / "iicrepro" / "bench.py").write_text("x = 2\n")
     assert runner.statuses(loaded)[0][1] == "ok"
     (root / "iicrepro" / "code.py").write_text("x = 2\n")  # code changed: runs again
     assert runner.statuses(loaded)[0][1] == "ok (stale)"
@@ -235,19 +237,23 @@ def test_write_json_is_strict_and_atomic(tmp_path):
 
 
 def test_modules_left_out_of_the_fingerprint_are_not_used_by_runs():
-    """NOT_IN_RUNS modules are left out of the fingerprint; that is sound only while no run can import them."""
+    """NOT_IN_RUNS code is left out of the fingerprint; that is sound only while no run can import it: no
+    notebook and no library module outside the report package imports iicrepro.report; only the CLI the bench."""
     repo = Path(__file__).resolve().parents[1]
-    importers = {"report_pages": {"iicrepro/report.py"}, "report_results": {"iicrepro/report.py"},
-                 "bench": {"iicrepro/cli.py"}}  # report.generate() builds the book; the CLI runs the bench
-    assert {Path(m).stem for m in runner.NOT_IN_RUNS} == set(importers)
+    assert runner.NOT_IN_RUNS == {"iicrepro/report/", "iicrepro/bench.py"}
+    assert runner.left_out("iicrepro/report/pages.py") and runner.left_out("iicrepro/bench.py")
+    assert not runner.left_out("iicrepro/reporting.py") and not runner.left_out("iicrepro/figures.py")
+    patterns = {"report": (r"iicrepro\.report\b|from iicrepro import[^\n]*\breport\b|from \.\s*import[^\n]*\breport\b",
+                           set()),
+                "bench": (r"import bench\b|\bbench import|,\s*bench\b", {"iicrepro/cli.py"})}
     for path in sorted((repo / "notebooks").glob("*.ipynb")) + sorted((repo / "iicrepro").rglob("*.py")):
         rel = path.relative_to(repo).as_posix()
+        if runner.left_out(rel) or rel == "iicrepro/runner.py":  # the left-out code itself; the runner names it
+            continue
         text = path.read_text()
-        for name, allowed in importers.items():
-            if rel in runner.NOT_IN_RUNS or rel in allowed or rel == "iicrepro/runner.py":  # names them
-                continue
-            used = re.search(rf"import {name}\b|\b{name} import|,\s*{name}\b", text)
-            assert not used, f"{rel} uses {name}, which the run fingerprint leaves out"
+        for name, (pattern, allowed) in patterns.items():
+            assert rel in allowed or not re.search(pattern, text), \
+                f"{rel} uses {name}, which the run fingerprint leaves out"
 
 
 def test_profile_scale_halves_crop_prescale_and_d_and_scales_epochs():
@@ -268,3 +274,46 @@ def test_cpu_profile_of_the_manifest():
     flat = {**run.params, **run.params.get("overrides", {})}
     assert (flat["input_size"], flat["prescale"], flat["half_side"], flat["bf16"]) == (64, 0.25, 5, "auto")
     assert loaded.out.name == "cpu" and loaded.out.parent.name == "runs"
+
+
+RESUMABLE_PARAMS = PARAMS + '''
+out_dir = None  # checkpoint folder (set by the runner)
+resume = False  # continue from out_dir (set by the runner)'''
+
+RESUMABLE_WORK = '''import json, os
+from pathlib import Path
+state = Path(out_dir) / "state.json"
+start = json.loads(state.read_text())["epoch"] if resume and state.is_file() else 0
+value = json.loads(state.read_text())["value"] if start else 0.0
+for epoch in range(start + 1, epochs + 1):
+    if os.environ.get("TOY_STOP_AT") == str(epoch):
+        raise KeyboardInterrupt(f"stopped in epoch {epoch}")  # as a killed job: the last checkpoint stays
+    value += 0.1 * epoch + 0.01 * seed
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"epoch": epoch, "value": value}))
+'''
+
+RESUMABLE_SAVE = '''Path(metrics_path).write_text(json.dumps({"selection": {"paper": {"acc": value, "epoch": epochs}},
+                                           "resumed_from": start}))'''
+
+
+def test_interrupted_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted_one(root, monkeypatch):
+    """issue 15 item 3: `study run` again with the same parameters and code continues from the last epoch."""
+    write_notebook(root / "nb" / "toy.ipynb", params=RESUMABLE_PARAMS, cells=(RESUMABLE_WORK, RESUMABLE_SAVE))
+    manifest = write_manifest(root, [entry(params={"preset": "camvid3", "epochs": 4})])
+    loaded = study.load_study(manifest)
+    run = loaded.runs[:1]
+    monkeypatch.setenv("TOY_STOP_AT", "3")
+    [(_, action, record)] = runner.run_study(loaded, run, checkpoints=root / "ckpt")
+    assert action == "failed"
+    folder = root / "ckpt" / f"toy-s0-{record['fingerprint']}"
+    assert json.loads((folder / "state.json").read_text())["epoch"] == 2
+    monkeypatch.delenv("TOY_STOP_AT")
+    [(_, action, resumed)] = runner.run_study(loaded, run, checkpoints=root / "ckpt")
+    assert action == "ok" and resumed["resumed_from"] == 2
+    [(_, _, fresh)] = runner.run_study(loaded, run, checkpoints=root / "fresh", force=True)
+    assert fresh["resumed_from"] == 0
+    assert resumed["selection"]["paper"]["acc"] == pytest.approx(fresh["selection"]["paper"]["acc"])
+    (root / "iicrepro" / "code.py").write_text("x = 2\n")  # other code: another folder, no resume
+    [(_, _, changed)] = runner.run_study(study.load_study(manifest), run, checkpoints=root / "ckpt", force=True)
+    assert changed["fingerprint"] != record["fingerprint"] and changed["resumed_from"] == 0
