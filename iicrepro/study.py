@@ -8,9 +8,9 @@ the command that reproduces it). Nothing in the book is computed by the book: it
 Manifest (YAML, paths relative to its folder, the repository root):
   seeds: [0, 1, 2]                  # default seeds; a run expands into NAME-s0, NAME-s1, ...
   notebooks: {train: notebooks/train.ipynb, ...}
-  profiles: {PROFILE: {out: FOLDER, seeds: [...], scale: S, epoch_factor: E, params: {...}}}   # all but out
-      optional; scale multiplies each run's crop, pre-scale and d (CPU scale: 0.5), epoch_factor its epochs,
-      then params override every run's
+  profiles: {PROFILE: {out: FOLDER, seeds: [...], scale: S, epoch_factor: E, defaults: {...}, params: {...}}}
+      all but out optional; scale multiplies each run's crop, pre-scale and d (CPU scale: 0.5), epoch_factor
+      its epochs; defaults fill what a run leaves unset; params override every run's
   runs: - {name, notebook, study_group, variant, params: {...}, seeds?, requires?, commands?, alias_of?}
 A run's params are notebook parameters (its `parameters` cell) or any RunConfig field (passed through the
 notebook's `overrides` parameter). `requires: download` runs are written as "not run" with their commands;
@@ -32,7 +32,7 @@ from iicrepro.config import FIELDS, PRESETS, RunConfig, make_config
 
 RUN_KEYS = {"name", "notebook", "study_group", "variant", "params", "seeds", "requires", "commands", "alias_of"}
 TOP_KEYS = {"seeds", "notebooks", "profiles", "runs", "derived"}
-PROFILE_KEYS = {"out", "seeds", "scale", "epoch_factor", "params", "note"}
+PROFILE_KEYS = {"out", "seeds", "scale", "epoch_factor", "defaults", "params", "note"}
 RUNTIME_PARAMS = ("metrics_path", "out_dir", "resume")  # plumbing set by the runner, not part of a run
 
 
@@ -132,9 +132,12 @@ def _expand(entry: dict, index: int, study: Study, data: dict, profile: dict) ->
     if reserved:
         _fail(where, f"parameter(s) {reserved} are set by the runner, not by the manifest")
     # The profile applies on top: its scale, then its parameters (those this notebook cannot take left out).
+    # `defaults` fill what the run leaves unset (so a run may still ask for e.g. bf16: true).
     extra = {k: v for k, v in {**scaled(params, profile), **profile.get("params", {})}.items()
              if k in accepted or (k in FIELDS and "overrides" in accepted)}
-    params = _split_params(where, {**params, **extra}, accepted)
+    defaults = {k: v for k, v in profile.get("defaults", {}).items()
+                if k not in params and (k in accepted or (k in FIELDS and "overrides" in accepted))}
+    params = _split_params(where, {**params, **defaults, **extra}, accepted)
     seeds = profile.get("seeds", entry.get("seeds", data.get("seeds", [0])))
     runs = []
     for seed in seeds:
@@ -215,7 +218,7 @@ def _check_profile(data: dict, chosen: dict, profile: str, study: Study) -> None
     known = set(FIELDS)
     for notebook in {run.notebook for run in study.runs if not run.alias_of}:
         known |= set(notebook_parameters(study.root / notebook))
-    unknown = sorted(set(chosen.get("params", {})) - known)
+    unknown = sorted((set(chosen.get("params", {})) | set(chosen.get("defaults", {}))) - known)
     if unknown:
         _fail(f"profile {profile!r}", f"unknown parameter(s) {unknown}")
 

@@ -317,3 +317,12 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted
     (root / "iicrepro" / "code.py").write_text("x = 2\n")  # other code: another folder, no resume
     [(_, _, changed)] = runner.run_study(study.load_study(manifest), run, checkpoints=root / "ckpt", force=True)
     assert changed["fingerprint"] != record["fingerprint"] and changed["resumed_from"] == 0
+
+
+def test_profile_defaults_fill_only_what_a_run_leaves_unset(root):
+    profiles = {"cpu": {"out": "out/cpu", "seeds": [0], "defaults": {"bf16": "auto"}, "params": {"epochs": 3}}}
+    runs = [entry(name="plain"), entry(name="asks", params={"preset": "camvid3", "bf16": True})]
+    loaded = study.load_study(write_manifest(root, runs, profiles=profiles), profile="cpu")
+    flat = {r.name: {**r.params, **r.params.get("overrides", {})} for r in loaded.runs}
+    assert flat["plain-s0"]["bf16"] == "auto" and flat["asks-s0"]["bf16"] is True
+    assert flat["plain-s0"]["epochs"] == 3 == flat["asks-s0"]["epochs"]
