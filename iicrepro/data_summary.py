@@ -42,7 +42,7 @@ def coverage_counts(data, thresholds=COVERAGE_THRESHOLDS) -> dict[str, int]:
 
 
 def summarise(dataset: str, train_set, eval_sets: dict, *, thresholds=COVERAGE_THRESHOLDS) -> dict:
-    """The `dataset_summary` block of a datasets run (read by iicrepro.report_pages.dataset_snippet).
+    """The `dataset_summary` block of a datasets run (read by iicrepro.report.tables_runs.dataset_snippet).
 
     train_set, eval_sets: as returned by iicrepro.experiment.load_data. Class shares are over the training
     images (the images IIC is trained on); per-split shares are under "per_split".

@@ -148,27 +148,46 @@ def protocol_iou_table(selection: dict, class_names) -> str:
     return iou_table(columns, class_names)
 
 
-def runs_table(runs) -> str:
-    """One row per run file (iicrepro.report.RunFile): labels, status, both protocols, time, device."""
-    from iicrepro import report
+def md_table(header: list[str], rows: list[list]) -> str:
+    """A small Markdown table for a notebook's output (the book's tables are rendered by pandas in
+    iicrepro/report, which no notebook imports: it is left out of the run fingerprint)."""
+    def esc(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]) + "\n"
 
+
+def _rule_acc(run: dict, rule: str):
+    return ((run.get("selection") or {}).get(rule) or {}).get("acc")
+
+
+def runs_table(runs: list[dict]) -> str:
+    """One row per run file (dicts as read from NAME.json): labels, status, both protocols, time, device."""
     rows = []
     for run in runs:
-        failure = run.data.get("failure") or {}
-        note = f"cell {failure.get('cell_index')}: {failure.get('ename')}" if failure else run.data.get("reason", "")
-        rows.append([report.link(run.name, run), run.group, run.variant, run.dataset, run.status, run.profile,
-                     report.pct(run.rule("paper").get("acc")), report.pct(run.rule("last").get("acc")),
-                     f"{run.data['wall_time_s']:.0f} s" if run.data.get("wall_time_s") else "",
-                     run.data.get("device", ""), note])
-    return report.md_table(["run", "group", "variant", "dataset", "status", "profile", "paper acc", "last-epoch acc",
-                            "wall time", "device", "note"], rows)
+        failure = run.get("failure") or {}
+        note = f"cell {failure.get('cell_index')}: {failure.get('ename')}" if failure else run.get("reason", "")
+        rows.append([run.get("name"), run.get("study_group"), run.get("variant"), run.get("dataset"), run.get("status"),
+                     run.get("profile"), _pct(_rule_acc(run, "paper")), _pct(_rule_acc(run, "last")),
+                     f"{run['wall_time_s']:.0f} s" if run.get("wall_time_s") else "", run.get("device", ""), note])
+    return md_table(["run", "group", "variant", "dataset", "status", "profile", "paper acc", "last-epoch acc",
+                     "wall time", "device", "note"], rows)
 
 
-def groups_table(runs) -> str:
-    """Mean +- std over seeds per (study_group, variant, dataset), both protocols (report's cells)."""
-    from iicrepro import report
+def groups_table(runs: list[dict]) -> str:
+    """Mean +- sample std over the ok seeds of each (study_group, variant, dataset), both protocols (%)."""
+    import statistics
 
-    keys = sorted({(r.group, r.variant, r.dataset) for r in runs})
-    rows = [[group, variant, dataset, report.cell(report.select(runs, group, variant, dataset), "paper"),
-             report.cell(report.select(runs, group, variant, dataset), "last")] for group, variant, dataset in keys]
-    return report.md_table(["group", "variant", "dataset", "paper protocol acc", "label-free (last) acc"], rows)
+    def cell(found: list[dict], rule: str) -> str:
+        values = [100 * v for r in found if isinstance(v := _rule_acc(r, rule), (int, float)) and math.isfinite(v)]
+        if not values:
+            return "n/a"
+        return f"{statistics.fmean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "") \
+            + f" (n = {len(values)})"
+    keys = sorted({(str(r.get("study_group")), str(r.get("variant")), str(r.get("dataset"))) for r in runs})
+    rows = []
+    for key in keys:
+        found = [r for r in runs if r.get("status") == "ok"
+                 and (str(r.get("study_group")), str(r.get("variant")), str(r.get("dataset"))) == key]
+        rows.append([*key, cell(found, "paper"), cell(found, "last")])
+    return md_table(["group", "variant", "dataset", "paper protocol acc", "label-free (last) acc"], rows)

@@ -44,17 +44,22 @@ def _finite(value):
     return value
 
 
-# Modules no run can import: the book's tables (report_pages, report_results; report.py is not among
-# them, the datasets notebook uses its md_table) and the benchmark (bench, reached only from the CLI).
-# They cannot change a run's result, so editing them must not make every run stale.
-NOT_IN_RUNS = frozenset({"iicrepro/report_pages.py", "iicrepro/report_results.py", "iicrepro/bench.py"})
+# Code no run can import: the book's report package (iicrepro/report/, tables and figures from run files)
+# and the benchmark (bench, reached only from the CLI). It cannot change a run's result, so editing it must
+# not make every run stale. An entry ending in "/" leaves out a whole package.
+NOT_IN_RUNS = frozenset({"iicrepro/report/", "iicrepro/bench.py"})
+
+
+def left_out(relative: str) -> bool:
+    """Whether a package file (path relative to the root, POSIX) is left out of the run fingerprint."""
+    return any(relative == entry or (entry.endswith("/") and relative.startswith(entry)) for entry in NOT_IN_RUNS)
 
 
 def code_hash(root: Path) -> str:
-    """sha256 over every source file of the package (path and content), NOT_IN_RUNS modules excepted."""
+    """sha256 over every source file of the package (path and content), NOT_IN_RUNS code excepted."""
     digest = hashlib.sha256()
     for path in sorted((root / "iicrepro").rglob("*.py")):
-        if path.relative_to(root).as_posix() in NOT_IN_RUNS:
+        if left_out(path.relative_to(root).as_posix()):
             continue
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from iicrepro import cli, report
+from iicrepro import cli
+from iicrepro.report.frame import load_frame
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = ("camvid3-faithful-s0", "camvid3-kmeans-s0", "dubai3-random-s0", "dubai3-data-s0",
@@ -79,5 +80,8 @@ def test_summary_notebook_and_report_read_the_smoke_runs(smoke_runs, tmp_path):
                                parameters={"runs_dir": str(smoke_runs)}, cwd=str(REPO), progress_bar=False)
     text = executed.read_text()
     assert "5 of 5 runs ok" in text
-    runs = report.load_runs(smoke_runs, "runs")
-    assert {r.name for r in runs} == set(RUNS)
+    frame = load_frame(smoke_runs)
+    assert set(frame["run"]) == set(RUNS) and set(frame["status"]) == {"ok"}
+    iic = frame[(frame["run"] == "camvid3-faithful-s0") & frame["selected"]]
+    assert set(iic["rule"]) == {"paper", "last", "lowest_loss"} and iic["acc"].between(0, 1).all()
+    assert set(frame[frame["run"] == "camvid3-faithful-s0"]["split"]) == {"paper_eval", "heldout"}

@@ -1,4 +1,4 @@
-"""Tests of iicrepro.report: run files in a temporary book folder -> generated Markdown snippets."""
+"""Tests of iicrepro.report: run files in a temporary book folder -> tidy frame, generated snippets, figures."""
 
 import json
 import shutil
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iicrepro import report
+from iicrepro.report import frame as report_frame, pages
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,24 +60,93 @@ def book(tmp_path):
 
 
 def generate(book, bench=None):
-    report.generate(book / "book" / "runs", book / "book" / "generated",
+    pages.generate(book / "book" / "runs", book / "book" / "generated",
                     reference=book / "book" / "reference_numbers.yaml", manifest=book / "study.yaml",
                     benchmarks=bench or book / "benchmarks" / "results")
     return {p.name: p.read_text() for p in (book / "book" / "generated").glob("*.md")}
 
 
 def row(text, label):
-    """The Markdown table row whose first cell is `label`."""
-    return next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+    """The cells of the Markdown table row whose first cell is `label` (padding stripped)."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if line.startswith("|") and cells[0] == label:
+            return cells
+    raise AssertionError(f"no row {label!r} in:\n{text}")
 
 
-def test_mean_std_is_sample_std():
-    mean, std = report.mean_std([0.5, 0.7])
-    assert mean == pytest.approx(0.6)
-    assert std == pytest.approx(0.1414213, rel=1e-5)
-    assert report.mean_std([0.4]) == (0.4, None)
+def jpeg_notebook(path: Path, marker: str = "figures.qualitative(examples)") -> None:
+    """A run notebook whose qualitative cell embedded a small JPEG (as the real notebooks do)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 40), (200, 30, 30)).save(buffer, format="JPEG")
+    output = {"output_type": "display_data", "metadata": {},
+              "data": {"image/jpeg": base64.b64encode(buffer.getvalue()).decode(), "text/plain": "<Figure>"}}
+    path.write_text(json.dumps({"cells": [{"cell_type": "code", "source": [marker], "outputs": [output],
+                                           "metadata": {}, "execution_count": 1}]}))
 
 
+def with_confusion(hist):
+    """A history whose every head-B evaluation also holds a 3 x 3 confusion matrix (clusters x classes)."""
+    for record in hist["epochs"]:
+        for block in record["eval"].values():
+            block["b"]["confusion"] = [[5, 50, 5], [40, 5, 10], [10, 0, 30]]
+    return hist
+
+
+def baseline_block(paper, heldout):
+    """A baseline run's "baseline" block: both splits with a 3-class confusion matrix."""
+    confusion = [[50, 5, 5], [5, 40, 10], [0, 10, 30]]
+    return {"kind": "kmeans", "splits": {"paper_eval": {"acc": paper, "miou": paper / 2, "confusion": confusion},
+                                         "heldout": {"acc": heldout, "miou": heldout / 2, "confusion": confusion}}}
+
+
+# ---------------------------------------------------------------- the tidy frame
+def test_load_frame_has_a_row_per_run_rule_and_split(book):
+    runs = book / "book" / "runs"
+    for seed, acc in enumerate([0.5, 0.7]):
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3", seed=seed,
+                  selection=selection(acc), params={"preset": "camvid3", "input_size": 64, "prescale": 0.25})
+    write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              selection={k: v for k, v in selection(0.4, 0.3).items() if k != "lowest_loss"},
+              baseline=baseline_block(0.4, 0.3))
+    write_run(runs, "camvid3-faithful-s2", group="main", variant="faithful", dataset="camvid3", seed=2,
+              status="failed")
+    frame = report_frame.load_frame(runs)
+    assert {"run", "dataset", "variant", "group", "seed", "scale", "profile", "device", "code_revision", "rule",
+            "split", "selected", "acc", "miou", "wall_time_s"} <= set(frame.columns)
+    iic = frame[frame["run"] == "camvid3-faithful-s0"]
+    assert len(iic) == 3 and set(iic["rule"]) == {"paper", "last", "lowest_loss"}  # one split each (no history)
+    assert set(iic["scale"]) == {"64 px, ×0.25"} and iic["selected"].all()
+    kmeans = frame[frame["run"] == "camvid3-kmeans-s0"]
+    assert len(kmeans) == 4 and kmeans["selected"].sum() == 2  # 2 rules x 2 splits; each rule selects one
+    assert kmeans.query("rule == 'last' and split == 'heldout'")["acc"].item() == pytest.approx(0.3)
+    failed = frame[frame["run"] == "camvid3-faithful-s2"]
+    assert len(failed) == 1 and failed["rule"].isna().all() and failed["acc"].isna().all()
+    means = frame[frame["selected"]].groupby(["group", "rule"])["acc"].mean()
+    assert means[("main", "paper")] == pytest.approx(0.6)
+
+
+def test_history_gives_every_split_of_the_chosen_epoch(book):
+    hist = {"epochs": [{"epoch": e, "heads_trained": ["B"], "loss_b": -0.1 * e,
+                        "eval": {"paper_eval": {"b": {"acc": 0.1 * e}, "a": {"acc": 0.2}},
+                                 "heldout": {"b": {"acc": 0.05 * e}}}} for e in (1, 2)]}
+    write_run(book / "book" / "runs", "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
+              selection={"last": {"epoch": 2, "split": "heldout", "acc": 0.1, "miou": 0.05}}, history=hist)
+    frame = report_frame.load_frame(book / "book" / "runs")
+    assert dict(zip(frame["split"], frame["acc"])) == pytest.approx({"heldout": 0.1, "paper_eval": 0.2})
+    epochs = report_frame.epochs_frame(json.loads(p.read_text()) | {"study_group": "main", "variant": "faithful",
+                                                                   "dataset": "camvid3", "status": "ok",
+                                                                   "profile": "full", "name": p.stem}
+                                       for p in (book / "book" / "runs").glob("*.json"))
+    assert len(epochs) == 2 * 3 and set(epochs["head"]) == {"A", "B"}
+
+
+# ---------------------------------------------------------------- Results tables
 def test_cell_mean_std_over_seeds_with_links(book):
     runs = book / "book" / "runs"
     for seed, acc in enumerate([0.5, 0.7]):
@@ -85,8 +154,8 @@ def test_cell_mean_std_over_seeds_with_links(book):
                   seed=seed, selection=selection(acc))
     out = generate(book)
     line = row(out["results_paper.md"], "CamVid-3 (analogue of COCO-Stuff-3)")
-    assert "60.0 ± 14.1 (n = 2: [s0](runs/camvid3-faithful-s0.ipynb), [s1](runs/camvid3-faithful-s1.ipynb))" in line
-    assert "72.3" in row(out["results_paper.md"], "COCO-Stuff-3")  # quoted paper number
+    assert line[4] == "60.0 ± 14.1 (n = 2: [s0](runs/camvid3-faithful-s0.ipynb), [s1](runs/camvid3-faithful-s1.ipynb))"
+    assert row(out["results_paper.md"], "COCO-Stuff-3")[1] == "72.3"  # quoted paper number
     assert "camvid3-faithful-s0" in out["runs_table.md"] and "`abcdef123456`" in out["runs_table.md"]
 
 
@@ -97,44 +166,32 @@ def test_single_run_links_its_number_and_no_link_without_notebook(book):
     write_run(runs, "dubai5-faithful-s0", group="main", variant="faithful", dataset="dubai5",
               selection=selection(0.3), notebook=False)
     out = generate(book)["results_paper.md"]
-    assert "[40.0](runs/dubai3-faithful-s0.ipynb)" in row(out, "Dubai-3 (analogue of Potsdam-3)")
-    line = row(out, "Dubai-5 (analogue of Potsdam-6)")
-    assert "30.0" in line and "](" not in line
+    assert row(out, "Dubai-3 (analogue of Potsdam-3)")[4] == "[40.0](runs/dubai3-faithful-s0.ipynb)"
+    assert row(out, "Dubai-5 (analogue of Potsdam-6)")[4] == "30.0"
 
 
 def test_missing_cells_say_not_run_with_command(book):
-    out = generate(book)["results_paper.md"]
-    assert "*not run*" in row(out, "CamVid-11 (analogue of COCO-Stuff-15)")
-    assert "- CamVid-11, ours faithful: `iicrepro study run --only 'camvid11-faithful-s*'`" in out
+    out = generate(book)
+    paper = out["results_paper.md"]
+    assert row(paper, "CamVid-11 (analogue of COCO-Stuff-15)")[4] == "*not run*"
+    assert "- CamVid-11, ours faithful: `iicrepro study run --only 'camvid11-faithful-s*'`" in paper
     assert ("- Potsdam-3, ours faithful: `iicrepro download potsdam && iicrepro study run --only "
-            "'potsdam3-faithful-s*' --with-downloads`") in out
-    assert "- Dubai-5, ours improved: `none in study.yaml" in out
-    assert "No run has been executed yet" in generate(book)["status.md"]
+            "'potsdam3-faithful-s*' --with-downloads`") in paper
+    assert "- Dubai-5, ours improved: `none in study.yaml" in paper
+    assert "No run has been executed yet" in out["status.md"]
+    assert "No IIC run yet" in out["results_answer.md"]
 
 
-def test_not_run_file_gives_its_own_commands(book):
-    write_run(book / "book" / "runs", "potsdam6-faithful-s0", group="main", variant="faithful", dataset="potsdam6",
-              status="not run", notebook=False, commands=["iicrepro download potsdam", "iicrepro prepare potsdam6"])
-    out = generate(book)["results_paper.md"]
-    assert "*not run*" in row(out, "Potsdam-6")
-    assert ("`iicrepro download potsdam && iicrepro prepare potsdam6 && iicrepro study run --only "
-            "potsdam6-faithful-s0 --profile full`") in out
-
-
-def test_failed_runs_are_shown_as_failed_and_left_out_of_the_mean(book):
+def test_failed_runs_are_named_and_left_out_of_the_mean(book):
     runs = book / "book" / "runs"
     write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
               selection=selection(0.5))
     write_run(runs, "camvid3-faithful-s1", group="main", variant="faithful", dataset="camvid3", seed=1,
               status="failed")
-    write_run(runs, "camvid11-improved-s0", group="main", variant="improved", dataset="camvid11", status="failed")
     out = generate(book)
-    line = row(out["results_paper.md"], "CamVid-3 (analogue of COCO-Stuff-3)")
-    assert "[50.0](runs/camvid3-faithful-s0.ipynb); **failed**: [s1](runs/camvid3-faithful-s1.ipynb)" in line
-    assert "**failed**: [s0](runs/camvid11-improved-s0.ipynb)" in row(out["results_paper.md"],
-                                                                      "CamVid-11 (analogue of COCO-Stuff-15)")
-    assert "2 ok" not in out["status.md"] and "1 failed" not in out["status.md"]
-    assert "2 failed" in out["status.md"]
+    assert row(out["results_paper.md"], "CamVid-3 (analogue of COCO-Stuff-3)")[4] == \
+        "[50.0](runs/camvid3-faithful-s0.ipynb); **failed**: [s1](runs/camvid3-faithful-s1.ipynb)"
+    assert "1 failed, 1 ok" in out["status.md"]
 
 
 def test_label_free_cells_and_the_split_they_used(book):
@@ -144,118 +201,48 @@ def test_label_free_cells_and_the_split_they_used(book):
     write_run(runs, "dubai3-faithful-s0", group="main", variant="faithful", dataset="dubai3",
               selection=selection(0.5, last=0.3, split="paper_eval"))
     out = generate(book)["results_label_free.md"]
-    camvid = row(out, "CamVid-3 (analogue of COCO-Stuff-3)")
-    assert "[45.0](runs/camvid3-faithful-s0.ipynb)" in camvid and "[40.0](runs/camvid3-faithful-s0.ipynb)" in camvid
-    assert "(on paper_eval)" in row(out, "Dubai-3 (analogue of Potsdam-3)")
+    assert row(out, "CamVid-3 (analogue of COCO-Stuff-3)")[1:3] == ["[45.0](runs/camvid3-faithful-s0.ipynb)",
+                                                                    "[40.0](runs/camvid3-faithful-s0.ipynb)"]
+    assert "(on paper_eval)" in row(out, "Dubai-3 (analogue of Potsdam-3)")[1]
 
 
-def test_full_profile_preferred_and_smoke_marked(book):
+def test_full_profile_preferred_smoke_marked_and_profile_folders_read(book):
     runs = book / "book" / "runs"
-    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
-              selection=selection(0.5), profile="smoke")
-    out = generate(book)["results_paper.md"]
-    assert "(smoke)" in row(out, "CamVid-3 (analogue of COCO-Stuff-3)")
-    write_run(runs, "camvid3-faithful-full-s0", group="main", variant="faithful", dataset="camvid3",
-              selection=selection(0.7))
+    (runs / "cpu").mkdir()
+    write_run(runs / "cpu", "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
+              selection=selection(0.5), profile="cpu")
     line = row(generate(book)["results_paper.md"], "CamVid-3 (analogue of COCO-Stuff-3)")
-    assert "70.0" in line and "smoke" not in line
+    assert line[4] == "[50.0](runs/cpu/camvid3-faithful-s0.ipynb); (cpu)"
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
+              selection=selection(0.7))
+    out = generate(book)
+    assert row(out["results_paper.md"], "CamVid-3 (analogue of COCO-Stuff-3)")[4] == \
+        "[70.0](runs/camvid3-faithful-s0.ipynb)"
+    assert "1 from the cpu profile" in out["status.md"]
 
 
 def test_baselines_and_ablations_grouped_by_study_group_and_variant(book):
     runs = book / "book" / "runs"
     write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
-              selection=selection(0.33), baseline={"kind": "kmeans", "acc": 0.33})
+              selection=selection(0.33), baseline=baseline_block(0.33, 0.33))
     write_run(runs, "camvid3-lambda-1.0-s0", group="ablation-lambda", variant="lambda=1.0", dataset="camvid3",
               selection=selection(0.55))
     write_run(runs, "camvid3-x-s0", group="ablation-crop", variant="crop=64", dataset="camvid3",
               selection=selection(0.25))
     out = generate(book)
-    baselines = out["results_baselines.md"]
-    assert "[33.0](runs/camvid3-kmeans-s0.ipynb)" in next(
-        line for line in baselines.splitlines() if line.startswith("| CamVid-3") and "k-means" in line)
-    assert "52.2" in baselines  # the paper's k-means on COCO-Stuff-3
+    kmeans = next(line for line in out["results_baselines.md"].splitlines()
+                  if line.startswith("| CamVid-3") and "k-means" in line)
+    assert "[33.0](runs/camvid3-kmeans-s0.ipynb)" in kmeans
+    assert row(out["results_baselines.md"], "COCO-Stuff-3")[2] == "52.2"  # the paper's k-means
     lam = out["ablation_lambda.md"]
-    assert "[55.0](runs/camvid3-lambda-1.0-s0.ipynb)" in row(lam, "CamVid-3").replace("| lambda=1.0 ", "")
+    assert row(lam, "CamVid-3")[1:3] == ["lambda=1.0", "[55.0](runs/camvid3-lambda-1.0-s0.ipynb)"]
     assert ("CamVid-3, lambda=1.5: `iicrepro study run --only 'camvid3-faithful-s*' && iicrepro study run "
             "--only 'camvid3-lambda-1.5-s*'`") in lam  # alias resolved to its source's dataset
+    assert "](generated/figures/ablation-lambda.png)" in lam
+    assert (book / "book" / "generated" / "figures" / "ablation-lambda.png").stat().st_size > 1000
     assert "ablation-crop" in out["ablations_other.md"] and "25.0" in out["ablations_other.md"]
     assert "Not run" in out["ablation_sobel.md"]
     assert "69.1" in out["ablation_lambda_quoted.md"]
-
-
-def test_epoch_curves_and_performance_from_history(book):
-    write_run(book / "book" / "runs", "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
-              selection=selection(0.6), history=history([0.4, 0.6, 0.5]))
-    out = generate(book)
-    assert "| CamVid-3 | faithful | paper_eval | 1 | 40.0 (epoch 1) | 60.0 (epoch 2) | 50.0 (epoch 3) |" \
-        in out["epoch_curves.md"]
-    assert "](generated/epoch_curves.png)" in out["epoch_curves.md"]
-    assert (book / "book" / "generated" / "epoch_curves.png").stat().st_size > 1000
-    perf = out["performance_runs.md"]
-    assert "| main | faithful | camvid3 | cpu |" in perf and "| 11.0 | 11.0 |" in perf  # medians A, B
-    assert "Not measured yet" in out["performance_bench.md"]
-
-
-def test_benchmark_files_are_tabulated(book):
-    bench = book / "benchmarks" / "results"
-    bench.mkdir(parents=True)
-    step = {"k": 15, "batch_size": 120, "input_size": 128, "step_ms": 250.0, "pairs_per_s": 480.0,
-            "epoch_s": 76.4, "achieved_tflops": 12.5, "peak_mem_mb": 9000.0}
-    payload = {"env": {"device": "cuda", "device_name": "NVIDIA H100", "torch": "2.13", "git_revision": "abc",
-                       "date": "2025-01-01"}, "data": "synthetic", "settings": {"bf16": True},
-               "presets": {"cocostuff3": {"steps": {"A": step}}},
-               "targets": {"items": [{"name": "cocostuff3_epoch_s", "what": "epoch", "target": "<= 60",
-                                      "measured": 76.4, "status": "fail"}]}}
-    (bench / "cuda-2025-01-01.json").write_text(json.dumps(payload))
-    out = generate(book, bench=bench)["performance_bench.md"]
-    assert "NVIDIA H100" in out and "| cocostuff3 | A | 15 | 120 | 128 | 250.0 | 480.0 | 76.4 |" in out
-    assert "| cocostuff3_epoch_s | epoch | <= 60 | 76.400 | fail |" in out
-    step["split_ms"] = {"views": 1.0, "forward": 80.0, "loss": 20.0, "backward": 140.0, "optimiser": 9.0}
-    step["matmul_peak_fraction"] = 0.45
-    payload["matmul_peak"] = {"bfloat16": {"n": 8192, "tflops": 700.0}, "compared_with": "bfloat16"}
-    payload["presets"]["cocostuff3"]["checkpointing"] = {"A": {**step, "speed_cost": 0.3, "memory_saved_mb": 4000.0,
-                                                               "kind": "cuda_allocated"}}
-    payload["presets"]["cocostuff3"]["eval"] = {"batch_size": 64, "images_per_s": 900.0, "eval_images": 36660,
-                                                "eval_s": 40.7}
-    payload["loss"] = {"impls": ["conv", "fft"], "batch_size": 60, "input_size": 128, "tolerance": 1e-5,
-                       "all_agree": True, "records": [{"k": 45, "d": 10, "impl": "conv", "fwd_bwd_ms": 30.0},
-                                                      {"k": 45, "d": 10, "impl": "fft", "fwd_bwd_ms": 6.0}],
-                       "agreement": [{"k": 45, "d": 10, "impl": "fft", "rel_diff_grad": 3e-12,
-                                      "float32_rel_diff_grad": 2e-5, "ok": True}],
-                       "auto": [{"k": 45, "d": 10, "impl": "fft"}]}
-    (bench / "cuda-2025-01-01.json").write_text(json.dumps(payload))
-    out = generate(book, bench=bench)["performance_bench.md"]
-    assert "700.000 TFLOP/s" in out and "| cocostuff3 | A | 1.0 | 80.0 | 20.0 | 140.0 | 9.0 | 45% |" in out
-    assert "| cocostuff3 | A | 250.0 | 30% | 9,000 | 4,000 |" in out
-    assert "| cocostuff3 | 64 | 900.0 | 36660 | 40.7 |" in out
-    assert "| 45 | 10 | 30.00 | 6.00 | fft | 3.0e-12 | 2.0e-05 |" in out and "All agree: **yes**" in out
-
-
-def test_dataset_summary_or_not_generated(book):
-    write_run(book / "book" / "runs", "datasets-camvid3-s0", group="datasets", variant="summary",
-              dataset="camvid3", dataset_summary={"dataset": "camvid3", "splits": {"train": 468, "heldout": 233},
-                                                  "pixel_share": {"sky": 0.25, "plant": 0.15, "ground": 0.6},
-                                                  "ignored_share": 0.37, "sample_grid": "datasets-camvid3.png"})
-    out = generate(book)
-    camvid = out["dataset_camvid3.md"]
-    assert "| sky | 25.0 |" in camvid and "| heldout | 233 |" in camvid and "37.0%" in camvid
-    assert "](runs/datasets-camvid3.png)" in camvid and 'class="swatch"' in camvid
-    assert "not generated yet" in out["dataset_dubai3.md"]
-    assert "iicrepro download potsdam" in out["dataset_potsdam3.md"]
-
-
-def test_cli_writes_every_snippet_and_rejects_bad_json(book, monkeypatch):
-    monkeypatch.chdir(book)
-    assert report.main(["book/runs", "book/generated"]) == 0
-    written = {p.name for p in (book / "book" / "generated").glob("*.md")}
-    included = set()
-    for page in (REPO / "book").glob("*.md"):
-        included |= {line.split("generated/")[1].strip() for line in page.read_text().splitlines()
-                     if line.startswith("```{include} generated/")}
-    assert included and included <= written  # every snippet a page includes exists
-    (book / "book" / "runs" / "broken.json").write_text("{not json")
-    with pytest.raises(ValueError, match="broken.json"):
-        report.main(["book/runs", "book/generated"])
 
 
 def test_margins_over_baselines_paper_and_ours(book):
@@ -268,8 +255,115 @@ def test_margins_over_baselines_paper_and_ours(book):
     write_run(runs, "camvid3-random-s0", group="baseline-random", variant="random", dataset="camvid3",
               selection=selection(0.30), status="failed")
     margins = generate(book)["results_margins.md"]
-    coco = row(margins, "COCO-Stuff-3").rstrip(" |").split(" | ")
-    assert coco[1:3] == ["+35.0", "+20.1"]  # 72.3 - 37.3 and 72.3 - 52.2, from the reference file
-    camvid = row(margins, "CamVid-3 (analogue of COCO-Stuff-3)").rstrip(" |").split(" | ")
-    # random network failed -> not run; k-means: mean(70, 60) - 40 = +25.0 and mean(60, 50) - 45 = +10.0
-    assert camvid[3:7] == ["*not run*", "+25.0", "*not run*", "+10.0"]
+    assert row(margins, "COCO-Stuff-3")[1:3] == ["+20.1", "+35.0"]  # 72.3 - 52.2 and 72.3 - 37.3 (quoted)
+    # k-means: mean(70, 60) - 40 = +25.0 and mean(60, 50) - 45 = +10.0; the random network failed
+    assert row(margins, "CamVid-3 (analogue of COCO-Stuff-3)")[3:7] == ["+25.0", "*not run*", "+10.0", "*not run*"]
+
+
+def test_answer_is_formatted_from_the_runs(book):
+    runs = book / "book" / "runs"
+    for seed, (iic, base) in enumerate([(0.70, 0.40), (0.60, 0.40)]):
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3",
+                  seed=seed, selection=selection(iic))
+        write_run(runs, f"camvid3-kmeans-s{seed}", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+                  seed=seed, selection=selection(base), baseline=baseline_block(base, base))
+    answer = generate(book)["results_answer.md"]
+    assert "IIC gains **+25.0 ± 7.1 points (n = 2)** over k-means" in answer  # paired by seed: 30 and 20
+    assert "**+20.1 points** on COCO-Stuff-3" in answer and "within two standard deviations" in answer
+    assert "](generated/figures/versus_baselines.png)" in answer
+
+
+# ---------------------------------------------------------------- figures
+def test_figures_from_history_confusion_and_notebooks(book):
+    runs = book / "book" / "runs"
+    chosen = selection(0.6, split="paper_eval")
+    chosen["last"]["epoch"] = 3  # the history's last epoch (its only split: paper_eval)
+    for seed in (0, 1):
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3", seed=seed,
+                  selection=chosen, history=with_confusion(history([0.4, 0.6, 0.5 + 0.1 * seed])))
+    jpeg_notebook(runs / "camvid3-faithful-s0.ipynb")
+    write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              selection=selection(0.4), baseline=baseline_block(0.4, 0.4), notebook=False)
+    jpeg_notebook(runs / "camvid3-kmeans-s0.ipynb", marker="figures.qualitative(examples, title=...)")
+    out = generate(book)
+    figures = book / "book" / "generated" / "figures"
+    assert "](generated/figures/epoch_curves.png)" in out["epoch_curves.md"]
+    assert row(out["epoch_curves.md"], "CamVid-3")[1:7] == ["faithful", "paper_eval", "2", "40.0 (epoch 1)",
+                                                            "60.0 (epoch 2)", "55.0 (epoch 3)"]
+    assert "](generated/figures/qualitative.jpg)" in out["results_qualitative.md"]
+    assert "](generated/figures/confusion.png)" in out["results_confusion.md"]
+    for name in ("epoch_curves.png", "versus_baselines.png", "qualitative.jpg"):
+        assert (figures / name).stat().st_size > 1000, name
+    perf = out["performance_runs.md"]
+    assert row(perf, "main")[1:4] == ["faithful", "camvid3", "cpu"] and "| 11.0 " in perf  # median head-B train s
+
+
+def test_confusion_of_a_baseline_while_no_iic_run_exists(book):
+    write_run(book / "book" / "runs", "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans",
+              dataset="camvid3", selection=selection(0.4), baseline=baseline_block(0.4, 0.4))
+    out = generate(book)
+    assert "No IIC run yet" in out["results_confusion.md"] and "camvid3-kmeans-s0" in out["results_confusion.md"]
+    assert "Not yet run" in out["results_qualitative.md"]  # the fixture notebook embeds no figure
+    assert "Not yet run" in out["epoch_curves.md"]
+
+
+# ---------------------------------------------------------------- Performance, Datasets, CLI
+def test_benchmark_files_are_tabulated(book):
+    assert "Not measured yet" in generate(book)["performance_bench.md"]
+    bench = book / "benchmarks" / "results"
+    bench.mkdir(parents=True)
+    step = {"k": 15, "batch_size": 120, "input_size": 128, "step_ms": 250.0, "pairs_per_s": 480.0,
+            "epoch_s": 76.4, "achieved_tflops": 12.5, "peak_mem_mb": 9000.0,
+            "split_ms": {"views": 1.0, "forward": 80.0, "loss": 20.0, "backward": 140.0, "optimiser": 9.0},
+            "matmul_peak_fraction": 0.45}
+    payload = {"env": {"device": "cuda", "device_name": "NVIDIA H100", "torch": "2.13", "git_revision": "abc",
+                       "date": "2025-01-01"}, "data": "synthetic", "settings": {"bf16": True},
+               "presets": {"cocostuff3": {"steps": {"A": step},
+                                          "checkpointing": {"A": {**step, "speed_cost": 0.3, "memory_saved_mb": 4000.0,
+                                                                  "kind": "cuda_allocated"}},
+                                          "eval": {"batch_size": 64, "images_per_s": 900.0, "eval_images": 36660,
+                                                   "eval_s": 40.7}}},
+               "matmul_peak": {"bfloat16": {"n": 8192, "tflops": 700.0}, "compared_with": "bfloat16"},
+               "targets": {"items": [{"name": "cocostuff3_epoch_s", "what": "epoch", "target": "<= 60",
+                                      "measured": 76.4, "status": "fail"}]},
+               "loss": {"impls": ["conv", "fft"], "batch_size": 60, "input_size": 128, "tolerance": 1e-5,
+                        "all_agree": True, "records": [{"k": 45, "d": 10, "impl": "conv", "fwd_bwd_ms": 30.0},
+                                                       {"k": 45, "d": 10, "impl": "fft", "fwd_bwd_ms": 6.0}],
+                        "agreement": [{"k": 45, "d": 10, "impl": "fft", "rel_diff_grad": 3e-12,
+                                       "float32_rel_diff_grad": 2e-5, "ok": True}],
+                        "auto": [{"k": 45, "d": 10, "impl": "fft"}]}}
+    (bench / "cuda-2025-01-01.json").write_text(json.dumps(payload))
+    out = generate(book, bench=bench)["performance_bench.md"]
+    assert "NVIDIA H100" in out and "700.000 TFLOP/s" in out and "All agree: **yes**" in out
+    assert row(out, "cocostuff3")[:8] == ["cocostuff3", "A", "15", "120", "128", "250.0", "480.0", "76.4"]
+    assert row(out, "cocostuff3_epoch_s") == ["cocostuff3_epoch_s", "epoch", "<= 60", "76.400", "fail"]
+    assert row(out, "45") == ["45", "10", "30.00", "6.00", "fft", "3.0e-12", "2.0e-05"]
+    assert row(out, "cocostuff3")[-1] == "45%" or "45%" in out  # share of the matmul peak
+
+
+def test_dataset_summary_or_not_generated(book):
+    write_run(book / "book" / "runs", "datasets-camvid3-s0", group="datasets", variant="summary",
+              dataset="camvid3", dataset_summary={"dataset": "camvid3", "splits": {"train": 468, "heldout": 233},
+                                                  "pixel_share": {"sky": 0.25, "plant": 0.15, "ground": 0.6},
+                                                  "ignored_share": 0.37, "sample_grid": "datasets-camvid3.png"})
+    out = generate(book)
+    camvid = out["dataset_camvid3.md"]
+    shares = next(t for t in camvid.split("\n\n") if "share of counted pixels" in t)  # not the palette legend
+    assert row(camvid, "heldout")[1] == "233" and row(shares, "sky")[1] == "25.0" and "37.0%" in camvid
+    assert "](runs/datasets-camvid3.png)" in camvid and 'class="swatch"' in camvid
+    assert "not generated yet" in out["dataset_dubai3.md"]
+    assert "iicrepro download potsdam" in out["dataset_potsdam3.md"]
+
+
+def test_cli_writes_every_snippet_and_rejects_bad_json(book, monkeypatch):
+    monkeypatch.chdir(book)
+    assert pages.main(["book/runs", "book/generated"]) == 0
+    written = {p.name for p in (book / "book" / "generated").glob("*.md")}
+    included = set()
+    for page in (REPO / "book").glob("*.md"):
+        included |= {line.split("generated/")[1].strip() for line in page.read_text().splitlines()
+                     if line.startswith("```{include} generated/")}
+    assert included and included <= written  # every snippet a page includes exists
+    (book / "book" / "runs" / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json"):
+        pages.main(["book/runs", "book/generated"])

@@ -4,7 +4,8 @@
 #
 # 1. MathJax 3 from npm (once, cached in .cache/mathjax), copied into book/_static/mathjax/ so that
 #    equations render with no network (_config.yml: sphinx.config.mathjax_path).
-# 2. python -m iicrepro.report: run files (book/runs/*.json) -> generated tables (book/generated/).
+# 2. python -m iicrepro.report: run files (book/runs/*.json) -> generated tables (book/generated/*.md) and
+#    seaborn figures (book/generated/figures/, drawn by every build, not committed).
 # 3. jupyter-book build with warnings as errors; run notebooks are shown as executed, never run here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ if [ ! -f "$static/tex-chtml.js" ] || ! cmp -s "$package/es5/tex-chtml.js" "$sta
   cp -R "$package/es5/." "$static/"
 fi
 
-# -- 2. generated tables from the run files
+# -- 2. generated tables and figures from the run files
 "$venv/bin/python" -m iicrepro.report book/runs book/generated
 
 # -- 3. the book

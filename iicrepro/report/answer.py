@@ -1,0 +1,110 @@
+"""The answer the Results page opens with: a few sentences formatted from the tidy frame, never typed.
+
+The headline compares IIC's gain over k-means on an offline analogue (CamVid-3 first) with the paper's gain
+on the dataset it stands in for (COCO-Stuff-3): gains are paired by seed (IIC seed s minus k-means seed s),
+mean +- sample sd over the seeds both have. Without IIC runs it says so and gives the baselines alone.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from iicrepro.report.frame import comparable_rows
+from iicrepro.report.load import experiments, labels
+
+
+def per_seed(frame: pd.DataFrame, *, group: str, dataset: str, rule: str) -> pd.DataFrame:
+    """Accuracy (%) per seed of one group on one dataset under a rule (ok runs; IIC's profile, see
+    comparable_rows)."""
+    rows = frame[(frame["dataset"] == dataset) & (frame["rule"] == rule) & frame["selected"]
+                 & (frame["status"] == "ok") & frame["acc"].notna()
+                 & ((frame["group"] != "main") | (frame["variant"] == "faithful"))]
+    rows = comparable_rows(rows)
+    rows = rows[rows["group"] == group]
+    return rows.assign(acc=100 * rows["acc"])[["seed", "acc", "scale", "profile"]]
+
+
+def _mean_sd(values: pd.Series, *, signed: bool = False, unit: str = "") -> str:
+    """"+12.3 ± 1.0 points (n = 3)": mean, sample sd (when n > 1), unit, number of seeds."""
+    sign = "+" if signed else ""
+    text = f"{values.mean():{sign}.1f}" + (f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else "")
+    return f"{text}{unit} (n = {len(values)})"
+
+
+def gain(frame: pd.DataFrame, *, dataset: str, rule: str, baseline: str = "baseline-kmeans") -> pd.Series:
+    """IIC minus the baseline, in points, per seed both have (index: seed)."""
+    iic = per_seed(frame, group="main", dataset=dataset, rule=rule).set_index("seed")["acc"]
+    base = per_seed(frame, group=baseline, dataset=dataset, rule=rule).set_index("seed")["acc"]
+    return (iic - base).dropna()
+
+
+def _paper_gain(reference: dict, dataset: str) -> tuple[float, float, float] | None:
+    """(IIC, k-means, gain) of the paper on a dataset, or None."""
+    iic = (((reference.get("iic") or {}).get("paper") or {}).get(dataset) or {}).get("value")
+    kmeans = (((reference.get("baselines") or {}).get("kmeans") or {}).get("paper") or {}).get(dataset)
+    return None if iic is None or kmeans is None else (iic, kmeans, iic - kmeans)
+
+
+def headline_dataset(frame: pd.DataFrame, reference: dict) -> dict | None:
+    """The first analogue with a finished faithful IIC run, else the first analogue."""
+    analogues = [r for r in experiments(reference) if r.get("analogue_of")]
+    for row in analogues:
+        if not per_seed(frame, group="main", dataset=row["dataset"], rule="last").empty:
+            return row
+    return analogues[0] if analogues else None
+
+
+def _verdict(ours: pd.Series, paper: float) -> str:
+    """Where the paper's gain lies against ours (mean +- 2 sd over seeds, or the single value)."""
+    spread = 2 * ours.std(ddof=1) if len(ours) > 1 else 0.0
+    if abs(paper - ours.mean()) <= spread:
+        return "within two standard deviations of ours"
+    return "larger than ours" if paper > ours.mean() else "smaller than ours"
+
+
+def answer(frame: pd.DataFrame, reference: dict, *, figure: str | None) -> str:
+    """The opening paragraph of the Results page (Markdown), with the figure when there is one."""
+    row = headline_dataset(frame, reference)
+    if row is None:
+        return "*No offline analogue is defined in the reference file.*\n"
+    names = labels(reference)
+    ds, paper_ds = row["dataset"], row["analogue_of"]
+    paper = _paper_gain(reference, paper_ds)
+    paper_text = (f"The paper reports a gain of **{paper[2]:+.1f} points** on {names[paper_ds]} "
+                  f"({paper[0]:.1f} % against {paper[1]:.1f} %, paper protocol)." if paper else "")
+    free = gain(frame, dataset=ds, rule="last")
+    if free.empty:
+        text = _no_iic(frame, ds, names) + " " + paper_text
+    else:
+        paper_protocol = gain(frame, dataset=ds, rule="paper")
+        iic = per_seed(frame, group="main", dataset=ds, rule="last")
+        text = (f"On {names[ds]}, our offline analogue of {names[paper_ds]}, IIC gains "
+                f"**{_mean_sd(free, signed=True, unit=' points')}** over k-means under the label-free protocol (last epoch, "
+                f"held-out images; mean ± sd over seeds, paired by seed)"
+                + (f" and {_mean_sd(paper_protocol, signed=True)} under the paper protocol" if len(paper_protocol) else "")
+                + f"; IIC ran at {iic['scale'].iloc[0]} ({iic['profile'].iloc[0]} profile). " + paper_text
+                + (f" The paper's gain is {_verdict(free, paper[2])}." if paper else ""))
+        text += " " + _others(frame, reference, skip=ds)
+    image = f"\n\n![IIC against k-means and the random network, the paper's and ours]({figure})\n" if figure else ""
+    return text.strip() + "\n" + image
+
+
+def _no_iic(frame: pd.DataFrame, ds: str, names: dict) -> str:
+    """The sentence while no IIC run exists: what the baselines reach."""
+    parts = []
+    for group, name in (("baseline-kmeans", "k-means"), ("baseline-random", "the random network")):
+        base = per_seed(frame, group=group, dataset=ds, rule="last")
+        if not base.empty:
+            parts.append(f"{name} reaches {_mean_sd(base['acc'], unit=' %')}")
+    baselines = (f" The baselines are in: on {names[ds]} held-out images " + " and ".join(parts) + "."
+                 if parts else "")
+    return ("**No IIC run yet**: no training run of the main table has landed in `book/runs/`, so IIC's gain "
+            "over the baselines is still open." + baselines)
+
+
+def _others(frame: pd.DataFrame, reference: dict, *, skip: str) -> str:
+    """One clause per other analogue with IIC and k-means runs: the label-free gain."""
+    names = labels(reference)
+    clauses = [f"{names[r['dataset']]} {_mean_sd(g, signed=True)}" for r in experiments(reference)
+               if r.get("analogue_of") and r["dataset"] != skip
+               and not (g := gain(frame, dataset=r["dataset"], rule="last")).empty]
+    return ("Label-free gains over k-means on the other analogues: " + "; ".join(clauses) + ".") if clauses else ""

@@ -1,0 +1,115 @@
+"""Read what the book reads: run files, the quoted reference numbers and the study manifest.
+
+Run files (RUNS/NAME.json, written by iicrepro.runner) are grouped by three keys, read from the top level
+of the run file or, failing that, from its "params":
+  study_group   "main" (IIC, Table 4), "baseline-kmeans", "baseline-random", "ablation-*", "datasets"
+  variant       the label inside the group: "faithful" / "improved" for "main"; the setting for ablations
+  dataset       a key of iicrepro.config.DATASETS ("camvid3", "potsdam6", ...)
+Runs sharing (study_group, variant, dataset) are seeds of one cell. Numbers are read by iicrepro.report.frame.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+MAIN_VARIANTS = ("faithful", "improved")
+BASELINES = {"baseline-kmeans": "kmeans", "baseline-random": "random_net"}  # study_group -> reference key
+METHODS = {"main": "IIC", "baseline-kmeans": "k-means", "baseline-random": "random network"}
+
+
+def _key(data: dict, name: str, default=None):
+    """A grouping key from the top level of a run file, else from its params."""
+    value = data.get(name, (data.get("params") or {}).get(name, default))
+    return default if value is None else value
+
+
+def read_runs(runs_dir: Path, *, pages_dir: Path | None = None) -> list[dict]:
+    """Every run file under RUNS (RUNS/*.json and a profile's folder such as RUNS/cpu/*.json) as a dict,
+    sorted by path, with its grouping keys resolved and "notebook_link": the executed notebook relative to
+    pages_dir (default RUNS/..), or None. Invalid JSON raises a ValueError naming the file."""
+    runs_dir = Path(runs_dir)
+    pages_dir = Path(pages_dir or runs_dir.parent)
+    runs = []
+    for path in sorted(runs_dir.glob("*.json")) + sorted(runs_dir.glob("*/*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"run file {path}: not valid JSON ({error})") from error
+        notebook = path.with_suffix(".ipynb")
+        if not notebook.is_file() and data.get("alias_of"):  # a relabelled run: link the run it reuses
+            notebook = path.with_name(f"{data['alias_of']}.ipynb")
+        runs.append({**data, "name": data.get("name", path.stem), "study_group": str(_key(data, "study_group", "")),
+                     "variant": str(_key(data, "variant", "")), "dataset": str(_key(data, "dataset", "")),
+                     "seed": _key(data, "seed"), "status": str(data.get("status", "not run")),
+                     "profile": str(data.get("profile", "full")), "file": str(path),
+                     "notebook_link": os.path.relpath(notebook, pages_dir).replace(os.sep, "/")
+                     if notebook.is_file() else None,
+                     "notebook_file": str(notebook) if notebook.is_file() else None})
+    return runs
+
+
+def read_reference(path: Path) -> dict:
+    """The quoted numbers (book/reference_numbers.yaml); a missing file is an error naming it."""
+    if not Path(path).is_file():
+        raise ValueError(f"reference numbers {path} not found (expected book/reference_numbers.yaml)")
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """Raw run entries of the study manifest (empty when there is none): only used to name commands."""
+    if not Path(path).is_file():
+        return []
+    return list((yaml.safe_load(Path(path).read_text()) or {}).get("runs") or [])
+
+
+def experiments(reference: dict) -> list[dict]:
+    """Table rows: the reference file's experiments (the paper's four, then the offline analogues)."""
+    rows = reference.get("experiments")
+    if not rows:
+        from iicrepro.config import DATASETS
+        rows = [{"dataset": name, "label": name} for name in DATASETS]
+    return rows
+
+
+def labels(reference: dict, *, analogue: bool = False) -> dict[str, str]:
+    """{dataset: label}; analogue=True adds "(analogue of ...)" to the offline rows."""
+    plain = {r["dataset"]: r["label"] for r in experiments(reference)}
+    if not analogue:
+        return plain
+    return {r["dataset"]: (f"{r['label']} (analogue of {plain.get(r['analogue_of'], r['analogue_of'])})"
+                           if r.get("analogue_of") else r["label"]) for r in experiments(reference)}
+
+
+def entry_dataset(entry: dict, manifest: list[dict]) -> str | None:
+    """Dataset of a manifest entry: its params' dataset or preset, or those of the run it aliases."""
+    params = entry.get("params") or {}
+    if params.get("dataset", params.get("preset")):
+        return params.get("dataset", params.get("preset"))
+    source = next((e for e in manifest if e.get("name") == entry.get("alias_of")), None)
+    return entry_dataset(source, manifest) if source is not None and source is not entry else None
+
+
+def command_for(*, group: str, variant: str | None, dataset: str, runs: list[dict], manifest: list[dict]) -> str:
+    """The command that would fill an empty cell: a run file's own, else the manifest entry's."""
+    for run in runs:
+        if run["study_group"] == group and run["dataset"] == dataset and run.get("command") \
+                and variant in (None, run["variant"]):
+            return " && ".join(list(run.get("commands") or []) + [run["command"]])
+    for entry in manifest:
+        if entry.get("study_group") == group and variant in (None, str(entry.get("variant"))) \
+                and entry_dataset(entry, manifest) == dataset:
+            extra = " --with-downloads" if entry.get("requires") else ""
+            first = [f"iicrepro study run --only '{entry['alias_of']}-s*'"] if entry.get("alias_of") else []
+            return " && ".join(list(entry.get("commands") or []) + first +
+                               [f"iicrepro study run --only '{entry['name']}-s*'{extra}"])
+    return (f"none in study.yaml: add a run with study_group {group}, variant {variant}, preset {dataset}; "
+            f"then iicrepro study run --only 'NAME-s*'")
+
+
+def manifest_cells(manifest: list[dict], group: str) -> list[tuple[str, str]]:
+    """(dataset, variant) of every manifest entry of a study group, in manifest order."""
+    return [(entry_dataset(e, manifest), str(e.get("variant"))) for e in manifest
+            if e.get("study_group") == group and entry_dataset(e, manifest) is not None]

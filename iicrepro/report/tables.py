@@ -1,0 +1,272 @@
+"""Tables of the Results and Ablations pages: groupbys and pivots of the tidy frame, rendered by pandas.
+
+A cell is the mean +- sample standard deviation (n - 1) over the seeds of (study_group, variant, dataset)
+with status "ok", each seed linked to its executed notebook; failed seeds are named; a cell without any
+run says *not run* and the command that fills it is listed below the table (iicrepro.report.load).
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from iicrepro.report.frame import best_profile_rows, comparable_rows, preferred_profile, protocol_rows
+from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, command_for, experiments, labels, manifest_cells)
+
+NOT_RUN = "*not run*"
+
+
+def to_md(frame: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table (every cell as text; pipes escaped)."""
+    text = frame.astype(str).apply(lambda column: column.str.replace("|", "\\|", regex=False))
+    return text.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def pct(value) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def link(text: str, row) -> str:
+    return f"[{text}]({row['notebook']})" if isinstance(row.get("notebook"), str) else text
+
+
+def seed_label(row) -> str:
+    return f"s{row['seed']}" if row.get("seed") is not None and not pd.isna(row["seed"]) else row["run"]
+
+
+def cell_text(rows: pd.DataFrame, *, metric: str = "acc", rule: str = "paper") -> str:
+    """One cell from the rows of one (group, variant, dataset) under one rule (protocol_rows)."""
+    rows = rows[rows["profile"] == preferred_profile(rows["profile"])]
+    ran = rows[rows["status"] != "not run"]
+    if ran.empty:
+        return NOT_RUN
+    ok = ran[(ran["status"] == "ok") & ran[metric].notna()]
+    parts = []
+    if len(ok) == 1:
+        parts.append(link(pct(ok[metric].iloc[0]), ok.iloc[0]))
+    elif len(ok) > 1:
+        seeds = ", ".join(link(seed_label(r), r) for _, r in ok.iterrows())
+        parts.append(f"{pct(ok[metric].mean())} ± {100 * ok[metric].std(ddof=1):.1f} (n = {len(ok)}: {seeds})")
+    elif (ran["status"] == "ok").any():
+        parts.append("n/a")
+    for status, failed in ran[ran["status"] != "ok"].groupby("status"):
+        parts.append(f"**{status}**: " + ", ".join(link(seed_label(r), r) for _, r in failed.iterrows()))
+    profile = preferred_profile(rows["profile"])
+    if profile != "full":
+        parts.append(f"({profile})")
+    other = sorted(set(ok["split"].dropna()) - {"heldout"})
+    if rule != "paper" and other:
+        parts.append(f"(on {', '.join(other)})")
+    return "; ".join(parts)
+
+
+def cells(frame: pd.DataFrame, *, keys: list[str], rule: str, metric: str = "acc") -> pd.Series:
+    """cell_text of every (keys) group of the frame under `rule`, indexed by keys."""
+    rows = best_profile_rows(protocol_rows(frame, rule), keys)
+    texts = {key: cell_text(group, metric=metric, rule=rule) for key, group in rows.groupby(keys, dropna=False)}
+    index = pd.MultiIndex.from_tuples(list(texts), names=keys) if len(keys) > 1 else pd.Index(
+        [k[0] if isinstance(k, tuple) else k for k in texts], name=keys[0])
+    return pd.Series(list(texts.values()), index=index, dtype=object)
+
+
+def missing_list(missing: list[tuple[str, str]]) -> str:
+    """The commands that fill the cells marked *not run* (below each table)."""
+    if not missing:
+        return ""
+    lines = ["", "Cells marked *not run* and the command that fills each:", ""]
+    return "\n".join(lines + [f"- {where}: `{command}`" for where, command in missing]) + "\n"
+
+
+def quoted(reference: dict, source: str, dataset: str, notes: list) -> str:
+    """A number quoted from a source of the reference file ("—" where that source has none)."""
+    entry = (reference.get("iic") or {}).get(source, {}).get(dataset)
+    if entry is None:
+        return "—"
+    short = (reference.get("sources") or {}).get(source, {}).get("short", source)
+    if entry.get("note"):
+        notes.append(f"{short}, {labels(reference).get(dataset, dataset)}: {entry['note']}")
+    return "no accuracy obtained" if entry.get("value") is None else str(entry["value"])
+
+
+def _main_pivot(frame: pd.DataFrame, reference: dict, rule: str, metric: str = "acc") -> pd.DataFrame:
+    """(dataset rows in experiment order) x (faithful, improved) cells of the main study group."""
+    main = frame[frame["group"] == "main"]
+    order = [r["dataset"] for r in experiments(reference)]
+    if main.empty:
+        return pd.DataFrame(NOT_RUN, index=order, columns=list(MAIN_VARIANTS))
+    table = cells(main, keys=["dataset", "variant"], rule=rule, metric=metric).unstack("variant")
+    return table.reindex(index=order, columns=list(MAIN_VARIANTS)).fillna(NOT_RUN)
+
+
+def results_paper(frame, reference, *, runs, manifest) -> str:
+    """Table-4 layout, paper protocol: the paper | seed 000 | seed 001 | ours faithful | ours improved."""
+    notes, ours = [], _main_pivot(frame, reference, "paper")
+    table = pd.DataFrame({"experiment": labels(reference, analogue=True)}).reindex(ours.index)
+    for source, column in (("paper", "paper"), ("seed000", "seed 000"), ("seed001", "seed 001")):
+        table[column] = [quoted(reference, source, ds, notes) for ds in ours.index]
+    for variant in MAIN_VARIANTS:
+        table[f"ours {variant}"] = ours[variant]
+    missing = [(f"{labels(reference)[ds]}, ours {v}", command_for(group="main", variant=v, dataset=ds, runs=runs,
+                                                                  manifest=manifest))
+               for ds in ours.index for v in MAIN_VARIANTS if ours.loc[ds, v] == NOT_RUN]
+    text = to_md(table)
+    if notes:
+        text += "\nNotes on the quoted numbers:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    return text + missing_list(missing)
+
+
+def results_label_free(frame, reference) -> str:
+    """Our runs under the label-free protocol (no published number uses it)."""
+    table = pd.DataFrame({"experiment": labels(reference, analogue=True)})
+    for variant in MAIN_VARIANTS:
+        for rule, name in (("last", "last epoch"), ("lowest_loss", "lowest loss")):
+            table[f"ours {variant}, {name}"] = _main_pivot(frame, reference, rule)[variant]
+    return to_md(table.reindex(_main_pivot(frame, reference, "last").index))
+
+
+def results_baselines(frame, reference, *, runs, manifest) -> str:
+    """Random network and k-means: the paper's numbers and ours on the same data and protocols."""
+    quotes, rows, missing = reference.get("baselines") or {}, [], []
+    base = frame[frame["group"].isin(list(BASELINES))]
+    ours = {rule: cells(base, keys=["dataset", "group"], rule=rule) if not base.empty else pd.Series(dtype=object)
+            for rule in ("paper", "last")}
+    for ds, label in labels(reference, analogue=True).items():
+        for group, kind in BASELINES.items():
+            q = quotes.get(kind, {})
+            paper, logs = q.get("paper", {}).get(ds), q.get("released_logs", {}).get(ds)
+            found = {rule: ours[rule].get((ds, group), NOT_RUN) for rule in ours}
+            rows.append({"experiment": label, "baseline": q.get("label", kind),
+                         "paper": "—" if paper is None else paper, "authors' logs": "—" if logs is None else logs,
+                         "ours, paper protocol": found["paper"], "ours, label-free (held-out)": found["last"]})
+            if found["paper"] == NOT_RUN:
+                missing.append((f"{labels(reference)[ds]}, {q.get('label', kind)}",
+                                command_for(group=group, variant=None, dataset=ds, runs=runs, manifest=manifest)))
+    return to_md(pd.DataFrame(rows)) + missing_list(missing)
+
+
+def method_means(frame: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """Mean accuracy (%) per dataset (rows) and group (columns) of ok runs, faithful IIC only, under `rule`."""
+    rows = frame[((frame["rule"] == rule) & frame["selected"] & (frame["status"] == "ok"))
+                 & ((frame["group"] != "main") | (frame["variant"] == "faithful"))]
+    rows = comparable_rows(rows)
+    return 100 * rows.pivot_table(index="dataset", columns="group", values="acc", aggfunc="mean")
+
+
+def results_margins(frame, reference) -> str:
+    """IIC's margin over the random network and k-means (percentage points): the paper's beside ours.
+
+    Ours: mean over seeds of faithful IIC minus mean over seeds of the baseline on the same dataset, under
+    the paper protocol and the label-free one (last epoch, held-out images)."""
+    quotes = reference.get("baselines") or {}
+    table = pd.DataFrame({"experiment": labels(reference, analogue=True)})
+    paper_iic = {ds: (e or {}).get("value") for ds, e in ((reference.get("iic") or {}).get("paper") or {}).items()}
+    for group, kind in BASELINES.items():
+        name = "k-means" if kind == "kmeans" else "random network"
+        table[f"paper: IIC − {name}"] = [_points(paper_iic.get(ds), quotes.get(kind, {}).get("paper", {}).get(ds), "—")
+                                         for ds in table.index]
+    for rule, protocol in (("paper", "paper protocol"), ("last", "label-free")):
+        means = method_means(frame, rule)
+        for group, kind in BASELINES.items():
+            name = "k-means" if kind == "kmeans" else "random network"
+            table[f"ours faithful − {name} ({protocol})"] = [
+                _points(_get(means, ds, "main"), _get(means, ds, group), NOT_RUN) for ds in table.index]
+    return to_md(table)
+
+
+def _get(table: pd.DataFrame, row: str, column: str):
+    value = table.loc[row, column] if row in table.index and column in table.columns else None
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _points(iic, base, missing: str) -> str:
+    return missing if iic is None or base is None else f"{iic - base:+.1f}"
+
+
+def results_detail(frame, reference) -> str:
+    """Per (dataset, variant) of the main runs: seeds, epochs each rule chose, accuracy and mIoU per rule."""
+    main = frame[(frame["group"] == "main") & (frame["status"] == "ok") & frame["selected"]]
+    if main.empty:
+        return "*No run of the main table has finished yet.*\n"
+    epochs = main.pivot_table(index=["dataset", "variant"], columns="rule", values="epoch",
+                              aggfunc=lambda s: ", ".join(str(int(e)) for e in s))
+    table = pd.concat({f"{rule}: {metric}": cells(main, keys=["dataset", "variant"], rule=rule, metric=metric)
+                       for rule, metric in (("paper", "acc"), ("paper", "miou"), ("last", "acc"), ("last", "miou"),
+                                            ("lowest_loss", "acc"))}, axis=1)
+    table.insert(0, "epochs chosen (paper)", epochs.get("paper"))
+    table.insert(1, "epochs chosen (lowest loss)", epochs.get("lowest_loss"))
+    table = table.reset_index()
+    table["dataset"] = table["dataset"].map(labels(reference)).fillna(table["dataset"])
+    return to_md(table.fillna("—"))
+
+
+def results_context(reference) -> str:
+    """Other baselines of Table 4, quoted for context (not computed here)."""
+    rows = (reference.get("other_baselines") or {}).get("rows") or []
+    if not rows:
+        return ""
+    keys = [r["dataset"] for r in experiments(reference) if not r.get("analogue_of")]
+    table = pd.DataFrame(rows).set_index("method").reindex(columns=keys).rename(columns=labels(reference))
+    return to_md(table.rename_axis("method (paper, Table 4)").reset_index().fillna("—"))
+
+
+def sources(reference) -> str:
+    items = (reference.get("sources") or {}).items()
+    return "\n".join(f"- **{v.get('short', k)}**: {v.get('citation', '').strip()}" + (f" <{v['url']}>" if v.get("url")
+                                                                                     else "") for k, v in items) + "\n"
+
+
+def ablation(frame, group: str, *, runs, manifest, reference) -> str:
+    """One ablation: a row per (dataset, variant) from run files and manifest, both protocols."""
+    found = frame[frame["group"] == group]
+    keys = list(dict.fromkeys(list(zip(found["dataset"], found["variant"])) + manifest_cells(manifest, group)))
+    if not keys:
+        return (f"*Not run: no run of the study has study_group `{group}` yet (add one to study.yaml).*\n"
+                if group != "ablation-epochs" else
+                "*No separate runs: the number of epochs is read from the main runs' per-epoch history.*\n")
+    order = [r["dataset"] for r in experiments(reference)]
+    keys.sort(key=lambda k: order.index(k[0]) if k[0] in order else len(order))  # stable: variants keep order
+    index = pd.MultiIndex.from_tuples(keys, names=["dataset", "variant"])
+    columns = {"paper protocol: acc": ("paper", "acc"), "paper protocol: mIoU": ("paper", "miou"),
+               "label-free (last): acc": ("last", "acc"), "label-free (lowest loss): acc": ("lowest_loss", "acc")}
+    table = pd.DataFrame(index=index)
+    for column, (rule, metric) in columns.items():
+        series = cells(found, keys=["dataset", "variant"], rule=rule, metric=metric) if not found.empty else None
+        table[column] = series.reindex(index) if series is not None else NOT_RUN
+    table = table.fillna(NOT_RUN)
+    missing = [(f"{labels(reference).get(ds, ds)}, {v}", command_for(group=group, variant=v, dataset=ds, runs=runs,
+                                                                      manifest=manifest))
+               for (ds, v), value in table["paper protocol: acc"].items() if value == NOT_RUN]
+    table = table.reset_index()
+    table["dataset"] = table["dataset"].map(labels(reference)).fillna(table["dataset"])
+    return to_md(table) + missing_list(missing)
+
+
+def lambda_quoted(reference) -> str:
+    """The authors' lambda_B = 1 numbers (quoted)."""
+    block = reference.get("lambda_ablation") or {}
+    if not block.get("rows"):
+        return ""
+    short = (reference.get("sources") or {}).get(block.get("source"), {}).get("short", block.get("source"))
+    table = pd.DataFrame(block["rows"])
+    table["dataset"] = table["dataset"].map(labels(reference)).fillna(table["dataset"])
+    return to_md(table.rename(columns={"lambda_b": "lambda_B", "value": f"accuracy ({short})"}))
+
+
+def epoch_table(epochs: pd.DataFrame, reference) -> str:
+    """Head-B accuracy of the main runs' mean curve: first, best and last epoch per dataset, variant, split."""
+    main = epochs[(epochs["group"] == "main") & (epochs["head"] == "B") & (epochs["epoch"] > 0)]
+    if main.empty:
+        return "*Not run: no main run has finished yet; the curves come from the main runs' per-epoch history.*\n"
+    curve = main.groupby(["dataset", "variant", "split", "epoch"])["acc"].mean().reset_index()
+    seeds = main.groupby(["dataset", "variant", "split"])["run"].nunique()
+
+    def summary(group: pd.DataFrame) -> pd.Series:
+        first, last, best = group.iloc[0], group.iloc[-1], group.loc[group["acc"].idxmax()]
+        return pd.Series({name: f"{pct(r['acc'])} (epoch {int(r['epoch'])})"
+                          for name, r in (("first epoch", first), ("best epoch", best), ("last epoch", last))})
+    rows = {key: summary(group.sort_values("epoch")) for key, group in curve.groupby(["dataset", "variant", "split"])}
+    table = pd.DataFrame(rows).T.rename_axis(["dataset", "variant", "split"])
+    table.insert(0, "seeds", seeds)
+    table = table.reset_index()
+    table["dataset"] = table["dataset"].map(labels(reference)).fillna(table["dataset"])
+    return to_md(table)

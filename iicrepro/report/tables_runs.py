@@ -1,0 +1,118 @@
+"""Tables about the runs themselves: status, provenance (Run notebooks), timings (Performance), datasets.
+
+Each is a groupby of a frame of iicrepro.report.frame rendered by pandas; the dataset snippets read the
+"dataset_summary" block of a run of study_group "datasets" ({"dataset", "splits", "image_size",
+"pixel_share", "ignored_share", "per_split", "sample_grid"}).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from iicrepro.report.load import entry_dataset
+from iicrepro.report.tables import link, pct, to_md
+
+
+def status_line(runs: pd.DataFrame) -> str:
+    """One sentence: how many run files, by status and profile."""
+    if runs.empty:
+        return "No run has been executed yet: every table shows *not run* and the command that fills it.\n"
+    counts = ", ".join(f"{n} {status}" for status, n in runs["status"].value_counts().sort_index().items())
+    profiles = runs[runs["profile"] != "full"]["profile"].value_counts().sort_index()
+    extra = "".join(f"; {n} from the {p} profile" for p, n in profiles.items())
+    return f"Run files found: {len(runs)} ({counts}){extra}.\n"
+
+
+def _num(value, digits: int = 1) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
+
+
+def runs_table(runs: pd.DataFrame) -> str:
+    """Provenance of every run file: labels, status, scale, parameters, revision, device, wall time."""
+    if runs.empty:
+        return ("*No run file yet.* `iicrepro study run` executes the study into book/runs/ "
+                "(`iicrepro study list` shows what exists).\n")
+    ordered = runs.sort_values(["group", "dataset", "variant", "seed"], key=lambda s: s.astype(str))
+    table = pd.DataFrame({
+        "run": [link(r["run"], r) for _, r in ordered.iterrows()],
+        "status": ordered["status"], "profile": ordered["profile"], "scale": ordered["scale"],
+        "group": ordered["group"], "variant": ordered["variant"], "dataset": ordered["dataset"],
+        "seed": ordered["seed"].astype(str), "parameters (preset + changes)": ordered["parameters"],
+        "code revision": "`" + ordered["code_revision"].fillna("?").astype(str).str[:12] + "`",
+        "device": ordered["device"].fillna("—"), "torch": ordered["torch"].fillna("—"),
+        "wall time (min)": (ordered["wall_time_s"] / 60).map(_num), "started": ordered["started"].fillna("—")})
+    commands = "\n".join(f"- {r['run']}: `{r['command']}`" for _, r in ordered.iterrows() if r["command"])
+    return to_md(table) + ("\nCommand that reproduces each run:\n\n" + commands + "\n" if commands else "")
+
+
+def performance_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """Medians over epochs and seeds of the timings in the histories, per (group, variant, dataset, device)."""
+    trained = epochs[(epochs["epoch"] > 0) & epochs["alias_of"].isna()]
+    per_epoch = trained.drop_duplicates(["run", "epoch"])
+    if per_epoch.empty:
+        return "*Not measured: no run has finished yet (`iicrepro study run`).*\n"
+    keys = ["group", "variant", "dataset", "device", "profile", "scale"]
+    grouped = per_epoch.groupby(keys, dropna=False)
+    table = pd.DataFrame({
+        "runs": grouped["run"].nunique().astype(str),
+        "batch": runs.groupby(keys, dropna=False)["batch_size"].first().reindex(grouped.size().index).map(
+            lambda b: "—" if pd.isna(b) else str(int(b))),
+        "train s / head-A epoch": per_epoch[per_epoch["heads_trained"] == "A"].groupby(keys)["train_s"].median(),
+        "train s / head-B epoch": per_epoch[per_epoch["heads_trained"] == "B"].groupby(keys)["train_s"].median(),
+        "eval s / epoch": grouped["eval_s"].median(), "pairs/s": grouped["pairs_per_s"].median(),
+        "peak memory (MB)": grouped["peak_mem_mb"].median()})
+    wall = runs[runs["run"].isin(per_epoch["run"])].groupby(keys, dropna=False)["wall_time_s"].median() / 60
+    table["wall time / run (min)"] = wall
+    for column, digits in (("train s / head-A epoch", 1), ("train s / head-B epoch", 1), ("eval s / epoch", 1),
+                           ("pairs/s", 1), ("peak memory (MB)", 0), ("wall time / run (min)", 1)):
+        table[column] = table[column].map(lambda v, d=digits: _num(v, d))
+    return to_md(table.reset_index())
+
+
+# ---------------------------------------------------------------- Datasets page
+def _swatch(rgb) -> str:
+    r, g, b = rgb
+    return f'<span class="swatch" style="background: rgb({r}, {g}, {b})"></span>'
+
+
+def _summaries(runs: list[dict], name: str) -> list[tuple[dict, dict]]:
+    found = []
+    for run in runs:
+        block = run.get("dataset_summary")
+        for summary in (block if isinstance(block, list) else [block] if block else []):
+            if summary.get("dataset") == name and run["status"] == "ok":
+                found.append((run, summary))
+    return found
+
+
+def dataset_snippet(name: str, *, runs: list[dict], manifest: list[dict], runs_link: str) -> str:
+    """Palette legend (iicrepro.config) and, when a datasets run exists, its statistics and sample grid."""
+    from iicrepro.config import DATASETS
+
+    spec = DATASETS[name]
+    legend = to_md(pd.DataFrame({"class": spec.class_names, "colour": [_swatch(c) for c in spec.palette]}))
+    found = _summaries(runs, name)
+    if not found:
+        entry = next((e for e in manifest if e.get("study_group") == "datasets"
+                      and entry_dataset(e, manifest) == name), None)
+        how = (f"`iicrepro study run --only '{entry['name']}-s*'`" if entry else
+               "a run of study_group `datasets` for this dataset in study.yaml (none yet)")
+        needs = "" if spec.offline else f" after `iicrepro download {spec.family}` and `iicrepro prepare {name}`"
+        return legend + f"\nSample grid and class statistics: *not generated yet* (needs {how}{needs}).\n"
+    run, summary = found[0]
+    splits = pd.Series(summary.get("splits") or {}, name="images").rename_axis("split").reset_index()
+    shares = pd.Series(summary.get("pixel_share") or {}, dtype=float).map(pct)
+    text = legend + "\n" + to_md(splits) + "\n" + to_md(
+        shares.rename("share of counted pixels (%)").rename_axis("class").reset_index())
+    coverage = pd.DataFrame({split: block["coverage_counts"] for split, block in (summary.get("per_split") or {}).items()
+                             if block.get("coverage_counts")}).T
+    if not coverage.empty:
+        coverage.columns = [f">= {t}" for t in coverage.columns]
+        text += ("\nImages whose share of counted pixels is at least each threshold (COCO-Stuff's curation keeps "
+                 ">= 0.75):\n\n" + to_md(coverage.fillna("—").rename_axis("split").reset_index()))
+    if summary.get("ignored_share") is not None:
+        text += f"\nPixels that do not count (masked or unlabelled): {pct(summary['ignored_share'])}%.\n"
+    if summary.get("image_size"):
+        text += f"\nImage size: {summary['image_size']}.\n"
+    if summary.get("sample_grid"):
+        text += f"\n![Sample images of {name} with their labels]({runs_link}/{summary['sample_grid']})\n"
+    return text + f"\nFrom run {link(run['name'], {'notebook': run.get('notebook_link')})}.\n"

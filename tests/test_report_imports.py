@@ -1,0 +1,57 @@
+"""The report package flows one way (load -> frame -> tables, figures -> pages): no import circles among its
+modules, and each imports only modules of an earlier layer (iicrepro/report/__init__.py)."""
+import ast
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "iicrepro" / "report"
+LAYERS = [{"load"}, {"frame"}, {"tables"}, {"tables_runs", "bench_tables", "answer", "figures"}, {"pages"},
+          {"__main__"}]
+
+
+def report_imports(path: Path) -> set[str]:
+    """The report modules a module imports (absolute `iicrepro.report.X` or `from iicrepro.report import X`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "iicrepro.report":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("iicrepro.report."):
+            found.add(node.module.split(".")[2])
+        elif isinstance(node, ast.ImportFrom) and node.level:  # relative imports would hide the flow
+            raise AssertionError(f"{path.name}: relative import; use iicrepro.report.NAME")
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("iicrepro.report.")}
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    return {path.stem: report_imports(path) for path in sorted(PACKAGE.glob("*.py")) if path.stem != "__init__"}
+
+
+def test_no_import_circles_among_report_modules():
+    try:
+        order = list(TopologicalSorter(graph()).static_order())
+    except CycleError as error:
+        raise AssertionError(f"import circle among report modules: {error.args[1]}") from None
+    assert set(order) == set(graph())
+
+
+def test_each_module_imports_only_earlier_layers():
+    layer = {name: index for index, names in enumerate(LAYERS) for name in names}
+    assert set(layer) == set(graph()), "add the new module to LAYERS (and to the package docstring)"
+    for module, imports in graph().items():
+        later = [name for name in imports if layer[name] >= layer[module]]
+        assert not later, f"{module} imports {later} of the same or a later layer"
+    assert not report_imports(PACKAGE / "__init__.py"), "the package's __init__ imports nothing"
+
+
+def test_the_checker_sees_a_circle(tmp_path):
+    (tmp_path / "a.py").write_text("from iicrepro.report import b\n")
+    (tmp_path / "b.py").write_text("from iicrepro.report.a import x\n")
+    edges = {p.stem: report_imports(p) for p in tmp_path.glob("*.py")}
+    assert edges == {"a": {"b"}, "b": {"a"}}
+    try:
+        list(TopologicalSorter(edges).static_order())
+    except CycleError:
+        return
+    raise AssertionError("a circle went unnoticed")
