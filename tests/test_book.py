@@ -1,5 +1,6 @@
-"""The book: it builds with warnings as errors (as `make book` does), serves MathJax itself, and its Results
-page renders in a real browser (headless Chromium): not blank, the table there, equations typeset.
+"""The book: it builds with warnings as errors (as `make book` does), serves MathJax itself, and its pages
+render in a real browser (headless Chromium): the Results page not blank, its answer and table there; on
+every page every figure loaded (natural width above 0) and every equation typeset (no raw TeX).
 
 Needs npm once (MathJax is fetched into .cache/mathjax) and Chromium (tools/ensure_chromium.sh installs
 it; `make test` runs that first). Missing either is a failure, not a skip: CI must check the book.
@@ -45,13 +46,13 @@ def chromium() -> str:
                 "apt-get install -y chromium)")
 
 
-def browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+def browse(page: Path, profile: Path, *args: str, budget_ms: int = 10000) -> subprocess.CompletedProcess:
     """Open a built page in headless Chromium, with a virtual time budget for MathJax; no network."""
     command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+               "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
                "--window-size=1280,2000", *args, page.as_uri()]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60 + budget_ms / 1000)
 
 
 class MathText(html.parser.HTMLParser):
@@ -108,6 +109,7 @@ def test_results_page_renders_in_chromium(built, tmp_path):
 
     dom = browse(page, tmp_path / "profile", "--dump-dom").stdout
     assert "Table 4, paper protocol" in dom
+    assert "IIC run yet" in dom or "IIC gains" in dom  # the answer the page opens with
     table = re.search(r"<table.*?</table>", dom, flags=re.S)
     assert table and "ours faithful" in table.group(0) and "COCO-Stuff-3" in table.group(0)
     assert dom.count("<mjx-container") >= 1, "MathJax typeset nothing"
@@ -117,6 +119,66 @@ def test_results_page_renders_in_chromium(built, tmp_path):
     assert parser.math_nodes >= 1 and not parser.raw, f"raw TeX left on the page: {parser.raw[:3]}"
     text = re.sub(r"<(script|pre|code)\b.*?</\1>", "", dom, flags=re.S)
     assert "$$" not in text and "\\begin{" not in text
+
+
+# Added to a copy of every page: once the page, its images and MathJax are done, it reports to the harness
+# that frames it which images it shows (natural width 0: not loaded) and which math elements MathJax left raw.
+PROBE = """<script>
+document.addEventListener("DOMContentLoaded", function () {
+  Array.prototype.forEach.call(document.images, function (i) { i.loading = "eager"; });
+});
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = Promise.all(images.map(function (i) {
+    return i.complete ? null : new Promise(function (done) { i.onload = i.onerror = done; });
+  }));
+  var typeset = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
+  Promise.all([loaded, typeset]).then(function () {
+    parent.postMessage({page: location.pathname.split("/").slice(-2).join("/"),
+      images: images.map(function (i) { return [i.getAttribute("src").slice(0, 100), i.naturalWidth]; }),
+      raw: Array.prototype.filter.call(document.querySelectorAll(".math"), function (e) {
+        return !e.querySelector("mjx-container"); }).map(function (e) { return e.textContent.slice(0, 80); }),
+      dollars: document.body.innerText.indexOf("$$") >= 0}, "*");
+  });
+});
+</script>"""
+
+HARNESS = """<!DOCTYPE html><html><body><pre id="out">[]</pre><script>
+var results = [];
+window.addEventListener("message", function (event) {
+  results.push(event.data);
+  document.getElementById("out").textContent = JSON.stringify(results);
+});
+</script>FRAMES</body></html>"""
+
+
+def probe_pages(html_dir: Path, profile: Path) -> tuple[list[str], list[dict]]:
+    """Every page of the built book, loaded in frames of one harness page: (pages, their reports)."""
+    pages = sorted(p for p in (html_dir / "book").rglob("*.html") if not p.name.endswith(".probe.html"))
+    frames = []
+    for page in pages:
+        probe = page.with_name(page.stem + ".probe.html")
+        probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+        frames.append(f'<iframe src="{probe.relative_to(html_dir).as_posix()}" width="1000" height="700"></iframe>')
+    harness = html_dir / "probe-harness.html"
+    harness.write_text(HARNESS.replace("FRAMES", "".join(frames)))
+    dom = browse(harness, profile, "--dump-dom", budget_ms=120000).stdout
+    found = re.search(r'<pre id="out">(.*?)</pre>', dom, flags=re.S)
+    reports = json.loads(html.unescape(found.group(1))) if found else []
+    return [p.relative_to(html_dir / "book").as_posix() for p in pages], reports
+
+
+def test_every_page_shows_its_figures_and_typesets_its_math(built, tmp_path):
+    pages, reports = probe_pages(built, tmp_path / "profile")
+    reported = {r["page"].replace(".probe", "") for r in reports}
+    assert len(reports) == len(pages), f"pages that never reported: {sorted(set(pages) - reported)[:10]}"
+    broken = [(r["page"], src) for r in reports for src, width in r["images"] if not width]
+    assert not broken, f"figures that did not load: {broken[:10]}"
+    raw = [(r["page"], r["raw"][:2]) for r in reports if r["raw"]]
+    assert not raw, f"raw TeX left on pages: {raw[:5]}"
+    assert not [r["page"] for r in reports if r["dollars"]], "a page shows $$"
+    figures = {r["page"]: len(r["images"]) for r in reports}
+    assert figures["book/results.probe.html"] >= 2, figures  # the answer's figure and the confusion matrix
 
 
 def test_book_with_run_files_builds(tmp_path):

@@ -243,8 +243,8 @@ def test_modules_left_out_of_the_fingerprint_are_not_used_by_runs():
     assert runner.NOT_IN_RUNS == {"iicrepro/report/", "iicrepro/bench.py"}
     assert runner.left_out("iicrepro/report/pages.py") and runner.left_out("iicrepro/bench.py")
     assert not runner.left_out("iicrepro/reporting.py") and not runner.left_out("iicrepro/figures.py")
-    patterns = {"report": (r"iicrepro\.report\b|from iicrepro import[^\n]*\breport\b|from \.\s*import[^\n]*\breport\b",
-                           set()),
+    patterns = {"report": (r"(?:from|import) iicrepro\.report\b|from iicrepro import[^\n]*\breport\b"
+                           r"|from \.\s*import[^\n]*\breport\b", set()),
                 "bench": (r"import bench\b|\bbench import|,\s*bench\b", {"iicrepro/cli.py"})}
     for path in sorted((repo / "notebooks").glob("*.ipynb")) + sorted((repo / "iicrepro").rglob("*.py")):
         rel = path.relative_to(repo).as_posix()
