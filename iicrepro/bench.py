@@ -29,6 +29,7 @@ from iicrepro.config import DATASETS, PRESETS, make_config
 from iicrepro.revision import code_revision
 
 SCHEMA_VERSION = 1
+CHOICE_DEFAULT = Path(__file__).with_name("loss_choice.json")  # read by iicrepro.loss.choose_impl
 PAPER_PRESETS = ("cocostuff3", "cocostuff15", "potsdam3", "potsdam6")
 # Pairs per epoch and images per paper-protocol evaluation (facts section 3: COCO-3 36,660 and COCO-15
 # 51,804 curated images, evaluated transductively on all of them; Potsdam 8,550 patches, 5,400 labelled).
@@ -361,6 +362,137 @@ def _impl_ratios(records: list[dict], impls) -> list[dict]:
                                 for impl in impls[1:]}} for k, d in keys]
 
 
+# ---------------------------------------------------------------- the loss at every Table-4 head (issue 14)
+
+# (K, side, d) of every Table-4 head: COCO-Stuff heads at 128 x 128, d = 10; Potsdam heads at 200 x 200,
+# d in {5, 10} (facts sections 3 and 5); batch 16 for all (the issue's "batch 16 or more").
+TABLE4_CASES = (((3, 128, 10), (15, 128, 10), (45, 128, 10))
+                + tuple((k, 200, d) for k in (3, 6, 24, 36) for d in (5, 10)))
+TABLE4_BATCH = 16
+TABLE4_IMPLS = ("conv", "fft", "fftmm")  # the authors' form first: the reference of every ratio
+TABLE4_TARGET = 20.0  # conv time / new time, forward + backward, same run (issue 14)
+
+
+def _fwd_bwd(p1, p2, mask, *, d: int, impl: str):
+    """One forward + backward of the loss (lambda 1): (ms, value, (grad p1, grad p2))."""
+    from iicrepro.loss import iic_seg_loss
+
+    a, b = p1.detach().requires_grad_(True), p2.detach().requires_grad_(True)
+    clock = Clock(p1.device)
+    clock.mark()
+    loss = iic_seg_loss(a, b, mask, half_side=d, lam=1.0, impl=impl)[0]
+    loss.backward()
+    clock.mark()
+    return clock.durations_ms()[0], loss.item(), (a.grad, b.grad)
+
+
+def _interleaved(p1, p2, mask, *, d: int, repeats: dict) -> tuple[dict, dict]:
+    """Median forward + backward ms per implementation over rounds that interleave them (a drift in the
+    machine's load hits every implementation alike), and each one's value and gradients of its first call.
+
+    repeats: {impl: timed calls}; an implementation with fewer calls takes part in the first rounds only.
+    """
+    times, first = {impl: [] for impl in repeats}, {}
+    for rnd in range(max(repeats.values())):
+        for impl, count in repeats.items():
+            if rnd < count:
+                ms, value, grads = _fwd_bwd(p1, p2, mask, d=d, impl=impl)
+                times[impl].append(ms)
+                first.setdefault(impl, (value, grads))
+    return {impl: _median(t) for impl, t in times.items()}, first
+
+
+def _table4_agreement(p1, p2, mask, *, d: int, impls) -> dict:
+    """Float64 |value - conv value| and max relative gradient difference to conv, per implementation."""
+    exact = {impl: _value_and_grads(p1.double(), p2.double(), mask, d=d, impl=impl) for impl in impls}
+    diffs = {impl: _differences(exact[impl], exact[TABLE4_IMPLS[0]]) for impl in impls[1:]}
+    return {impl: {"abs_diff_value": v, "rel_diff_grad": g, "ok": v <= AGREE_TOL and g <= AGREE_TOL}
+            for impl, (v, g) in diffs.items()}
+
+
+def table4_case(k: int, size: int, d: int, *, batch: int, device, repeats: int, conv_repeats: int,
+                agree_batch: int, choice: dict | None) -> dict:
+    """One Table-4 head: conv vs the FFT forms, forward + backward, float32, interleaved in one run.
+
+    choice: the loss-choice table to update with this case's fastest before `auto` is timed (None: `auto`
+    reads the committed table). Agreement is judged in float64 against conv on the first `agree_batch`
+    images (conv in float64 is slow); the float32 differences of the timed calls are recorded beside it.
+    """
+    p1, p2, mask = _loss_inputs(k=k, batch=batch, size=size, device=device, seed=k * 100 + d)
+    for impl in TABLE4_IMPLS[1:]:
+        _fwd_bwd(p1, p2, mask, d=d, impl=impl)  # warm-up: allocator, FFT plans, threads
+    counts = {impl: conv_repeats if impl == "conv" else repeats for impl in TABLE4_IMPLS}
+    ms, first = _interleaved(p1, p2, mask, d=d, repeats=counts)
+    fastest = min(ms, key=ms.get)
+    if choice is not None:
+        _set_choice(choice, device=device.type, k=k, d=d, batch=batch, size=size, times=ms)
+    pick = choose_impl_for(k=k, d=d, batch=batch, size=size, device=device, table=choice)
+    ms["auto"] = _interleaved(p1, p2, mask, d=d, repeats={pick: repeats})[0][pick]
+    conv = ms["conv"]
+    float32 = {impl: dict(zip(("abs_diff_value", "rel_diff_grad"), _differences(first[impl], first["conv"])))
+               for impl in TABLE4_IMPLS[1:]}
+    agree = _table4_agreement(p1[:agree_batch], p2[:agree_batch], mask[:agree_batch], d=d, impls=TABLE4_IMPLS)
+    return {"k": k, "d": d, "input_size": size, "batch_size": batch, "fwd_bwd_ms": ms, "fastest": fastest,
+            "auto_impl": pick, "speedup": {impl: conv / t for impl, t in ms.items() if impl != "conv"},
+            "meets_target": conv / ms["fftmm"] >= TABLE4_TARGET and conv / ms["auto"] >= TABLE4_TARGET,
+            "repeats": counts, "agreement_float64": {"batch_size": agree_batch, **agree},
+            "agreement_float32": float32}
+
+
+def choose_impl_for(*, k: int, d: int, batch: int, size: int, device, table: dict | None) -> str:
+    from iicrepro.loss import choose_impl
+
+    return choose_impl(device.type, k, d, batch, size, size, table=table)
+
+
+def _set_choice(table: dict, *, device: str, k: int, d: int, batch: int, size: int, times: dict) -> None:
+    """Put one measured shape into the loss-choice table (replacing the same device and shape)."""
+    entry = {"device": device, "k": k, "d": d, "batch": batch, "height": size, "width": size,
+             "fastest": min(times, key=times.get), "fwd_bwd_ms": {i: round(t, 3) for i, t in times.items()}}
+    same = ("device", "k", "d", "batch", "height", "width")
+    table["entries"] = [e for e in table.get("entries", []) if any(e[f] != entry[f] for f in same)] + [entry]
+
+
+def bench_loss_table4(*, device, batch: int, repeats: int, conv_repeats: int, agree_batch: int,
+                      cases=TABLE4_CASES, choice: dict | None = None) -> dict:
+    """Every Table-4 head (``table4_case``); `choice` collects the measured fastest for `auto`."""
+    records = []
+    for k, size, d in cases:
+        records.append(table4_case(k, size, d, batch=batch, device=device, repeats=repeats,
+                                   conv_repeats=conv_repeats, agree_batch=agree_batch, choice=choice))
+        r = records[-1]
+        print(f"  loss K={k} {size}x{size} d={d}: " + ", ".join(f"{i} {t:.1f} ms" for i, t in
+              r["fwd_bwd_ms"].items()) + f"; auto -> {r['auto_impl']}; conv/fftmm {r['speedup']['fftmm']:.1f}x",
+              flush=True)
+    return {"batch_size": batch, "impls": list(TABLE4_IMPLS), "repeats": repeats, "conv_repeats": conv_repeats,
+            "timing": "forward + backward, float32, median over rounds interleaving the implementations",
+            "mask": "random, ~90% of pixels in", "target_speedup": TABLE4_TARGET, "tolerance": AGREE_TOL,
+            "cases": records, "all_meet_target": all(r["meets_target"] for r in records),
+            "all_agree": all(a["ok"] for r in records for i, a in r["agreement_float64"].items()
+                             if i != "batch_size")}
+
+
+def table4_targets(table4: dict, *, applicable: bool = True) -> list[dict]:
+    """Issue 14's loss target per head: conv / fftmm and conv / auto >= 20, judged on any device at the
+    Table-4 sizes (not applicable to reduced sizes)."""
+    return [{"name": f"loss_k{r['k']}_{r['input_size']}_d{r['d']}_speedup",
+             "what": f"conv / fftmm (auto: {r['auto_impl']}, {r['speedup']['auto']:.1f}x), forward + backward, "
+                     f"K = {r['k']}, {r['input_size']} x {r['input_size']}, d = {r['d']}, batch {r['batch_size']}",
+             "target": f">= {TABLE4_TARGET:g}", "measured": r["speedup"]["fftmm"],
+             "status": ("pass" if r["meets_target"] else "fail") if applicable else "not applicable (reduced "
+             "sizes)"} for r in table4["cases"]]
+
+
+def write_loss_choice(table: dict, path: Path, *, source: str) -> None:
+    """Write the loss-choice table (iicrepro/loss_choice.json) that ``choose_impl`` reads."""
+    table["note"] = ("Measured fastest loss implementation per device type and shape (forward + backward); "
+                     "written by `iicrepro bench --loss-table4 --write-loss-choice`; read by "
+                     "iicrepro.loss.choose_impl (nearest shape in log space).")
+    table["source"] = source
+    table["entries"] = sorted(table.get("entries", []), key=lambda e: (e["device"], e["height"], e["k"], e["d"]))
+    write_json_atomic(path, table)
+
+
 # ---------------------------------------------------------------- presets, targets, the JSON file
 
 def _epoch_sizes(preset: str, *, look_up: bool) -> dict:
@@ -536,6 +668,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-batch", type=int, default=None, help="batch of the loss sweep (default 60)")
     p.add_argument("--loss-size", type=int, default=None, help="side of the loss sweep (default 128)")
     p.add_argument("--skip-loss", action="store_true", help="no loss sweep")
+    p.add_argument("--loss-table4", action="store_true", help="only the loss at every Table-4 head: conv vs "
+                   "fft vs fftmm vs auto, batch 16 (issue 14; --loss-batch/--loss-size do not apply); writes "
+                   "<device>-loss-table4-<date>.json")
+    p.add_argument("--conv-repeats", type=int, default=1, help="timed conv calls per Table-4 head (default 1)")
+    p.add_argument("--write-loss-choice", nargs="?", const=str(CHOICE_DEFAULT), default=None, metavar="PATH",
+                   help="with --loss-table4: write the measured fastest per head into the table `auto` reads "
+                   "(default iicrepro/loss_choice.json)")
     p.add_argument("--mode", default="faithful", choices=("faithful", "clean"))
     p.add_argument("--loss-impl", default="auto", help="loss implementation inside the training step")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA)")
@@ -598,11 +737,41 @@ def _peaks(device, args) -> dict:
             for d in dtypes}
 
 
+def run_loss_table4(args, device, result: dict) -> dict:
+    """`--loss-table4`: the loss alone at every Table-4 head; optionally rewrites the loss-choice table."""
+    choice = None
+    if args.write_loss_choice:
+        path = Path(args.write_loss_choice)
+        choice = json.loads(path.read_text()) if path.is_file() else {}
+    batch, cases = TABLE4_BATCH, TABLE4_CASES  # the paper's sizes; --tiny: batch 1, sides 24 (CI)
+    if args.tiny:
+        batch, cases = 1, [(k, 24, d) for k, _, d in TABLE4_CASES]
+        result["reductions"] = ["loss at batch 1, 24 x 24 (--tiny); Table-4 sizes: batch 16, 128 / 200"]
+    table4 = bench_loss_table4(device=device, batch=batch, repeats=_repeats(args), conv_repeats=args.conv_repeats,
+                               agree_batch=min(2, batch), cases=cases, choice=choice)
+    result["loss_table4"] = table4
+    result["env"]["load_average_1min_end"] = os.getloadavg()[0]
+    result["targets"] = {"note": "issue 14: conv / new >= 20 at every Table-4 head, same run, any device",
+                         "items": table4_targets(table4, applicable=not result["reductions"])}
+    if choice is not None and not result["reductions"]:
+        write_loss_choice(choice, Path(args.write_loss_choice), source=f"iicrepro bench --loss-table4, revision "
+                          f"{result['env']['git_revision']}, {result['env']['date']}")
+        table4["choice_table"] = str(args.write_loss_choice)
+    return result
+
+
 def run(args) -> dict:
     """Every measurement of one `iicrepro bench` call; returns the JSON payload."""
     device, names = _resolve(args)
     if args.threads:  # 0: torch's default
         torch.set_num_threads(args.threads)
+    if args.loss_table4:
+        result = {"schema_version": SCHEMA_VERSION, "data": "synthetic", "env": _environment(device),
+                  "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                  "reductions": [], "reference": REFERENCE}
+        print(f"iicrepro bench --loss-table4 on {result['env']['device_name']} ({device}), torch "
+              f"{torch.__version__}, revision {result['env']['git_revision']}", flush=True)
+        return run_loss_table4(args, device, result)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     result = {"schema_version": SCHEMA_VERSION, "data": "synthetic", "env": _environment(device),
@@ -637,7 +806,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)  # --threads must not outlive the call (tests share the process)
     date = result["env"]["date"][:10]
-    out = args.out or Path("benchmarks/results") / f"{result['env']['device']}-{date}.json"
+    kind = "-loss-table4" if args.loss_table4 else ""
+    out = args.out or Path("benchmarks/results") / f"{result['env']['device']}{kind}-{date}.json"
     write_json_atomic(Path(out), result)
     for item in result["targets"]["items"]:
         print(f"  target {item['name']} {item['target']}: measured {item['measured']}, {item['status']}")

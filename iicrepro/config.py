@@ -13,7 +13,7 @@ from typing import Any
 
 MODES = ("faithful", "clean")
 SCHEDULES = ("paper", "released")  # paper: alternate heads per epoch (A first); released: A then B each epoch
-LOSS_IMPLS = ("auto", "conv", "shift", "fft")  # "auto" + iicrepro.loss.LOSS_IMPLS
+LOSS_IMPLS = ("auto", "conv", "shift", "fft", "fftmm")  # "auto" + iicrepro.loss.LOSS_IMPLS
 DEVICES = ("auto", "cpu", "cuda")
 
 

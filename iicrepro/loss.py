@@ -22,20 +22,33 @@ Implementations (all give the same joints, (2d+1, 2d+1, K, K)):
   "conv":  the authors' form, one conv2d of p1 (K, B, H, W) by p2_back as weight; ~K^2 (2d+1)^2 B H W MACs.
   "shift": the definition written out: one (K, N) x (N, K) product per displacement on zero-copy views
            of the zero-padded, flattened maps; same MACs, low memory, exact.
-  "fft":   cross-correlation theorem on zero-padded maps; ~K^2 B H W log(HW) work, the fastest at the
-           paper's sizes (K up to 45, d = 10) by one to two orders of magnitude on CPU.
+  "fft":   cross-correlation theorem on zero-padded maps, inverse FFT of all K^2 cross-spectra, then the
+           (2d+1)^2 lags kept.
+  "fftmm": the same theorem with the work cut to what is used: real FFTs of the K B maps, the sum over
+           the batch as one batched complex matmul per frequency ((K x B) times (B x K)), the inverse
+           transform restricted to the (2d+1)^2 lags by two small DFT-matrix products, and a hand-written
+           backward of the same three steps (inverse real FFTs of K B maps).
+           Work ~ K B H W log(HW) + K^2 B H W + K^2 (2d+1) H W instead of conv's K^2 (2d+1)^2 B H W.
+
+Which one "auto" runs is read from the table the benchmark measured (loss_choice.json, ``choose_impl``):
+all of them agree to float rounding (1e-6 relative in float64, tests/test_loss.py), so the choice changes
+speed, never the result beyond rounding.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import operator
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 EPS = sys.float_info.epsilon  # the original's clamp value (float64 epsilon), also used for float32 inputs
-LOSS_IMPLS = ("conv", "shift", "fft")
+LOSS_IMPLS = ("conv", "shift", "fft", "fftmm")
 
 
 def iic_seg_loss(p1, p2_back, mask=None, *, half_side: int, lam: float = 1.0, impl: str = "auto"):
@@ -46,7 +59,7 @@ def iic_seg_loss(p1, p2_back, mask=None, *, half_side: int, lam: float = 1.0, im
         multiplied by it, so a pixel pair counts only if both of its pixels are masked in.
     half_side: d, displacements t in [-d, d]^2; 0 <= d < min(H, W).
     lam: lambda of the marginal terms (1 = minus mutual information).
-    impl: "conv", "shift", "fft" (same result) or "auto" (``choose_impl``).
+    impl: "conv", "shift", "fft", "fftmm" (same result) or "auto" (``choose_impl``).
     Returns (loss, loss_no_lambda): 0-dim tensors, loss_no_lambda is the lam = 1 value (for logging).
     Computed with autocast off, in float32 for half/bfloat16 inputs, else in the inputs' dtype.
 
@@ -77,17 +90,42 @@ def iic_seg_loss(p1, p2_back, mask=None, *, half_side: int, lam: float = 1.0, im
         return loss.to(dtype), loss_no_lambda.to(dtype)
 
 
-def choose_impl(device_type: str, k: int, half_side: int, batch: int, height: int, width: int) -> str:
+def choose_impl(device_type: str, k: int, half_side: int, batch: int, height: int, width: int, *,
+                table: dict | None = None) -> str:
     """The implementation "auto" uses for a problem of this size on this device ("cpu", "cuda", ...).
 
-    d = 0 is one (K, BHW) x (BHW, K) product: "shift". Otherwise "fft": its work grows like
-    K^2 B H W log(HW) instead of K^2 (2d+1)^2 B H W. Measured on CPU (benchmarks/, 2 threads) it beat
-    "conv" at every size tried (K 3..45, d 5..10, B 8..32, H = W 64..128) by 5x to 50x. On CUDA the
-    same ratio of work holds and, unlike cuDNN's conv, cuFFT does not round to TF32, so "fft" is the
-    default there too (not measured here); pass impl="conv" for the authors' exact form.
+    Read from the measurements, not a rule: ``loss_choice.json`` beside this module (written by
+    ``iicrepro bench --loss-table4 --write-loss-choice``; schema in benchmarks/README.md) lists, per device
+    type and measured shape (K, d, B, H, W), the implementation that was fastest (forward + backward).
+    The entry of this device type nearest in log K, log(2d+1), log B, log H, log W is used (ties: the first
+    in the file), so a run's choice is a fixed function of the committed file, never of timing noise; all
+    implementations agree to float rounding (1e-6 relative in float64), so the choice moves speed only.
+    Fallbacks, documented rather than measured: d = 0 is one (K, BHW) x (BHW, K) product, "shift"; a device
+    type with no entry gets "fftmm", the fastest at every case measured so far (CPU, K 3..45, d 5..10).
+    table: {"entries": [...]} to use instead of the file (tests, a benchmark writing a new table).
     """
-    del device_type, k, batch, height, width  # one rule for all measured cases; kept for a future one
-    return "shift" if half_side == 0 else "fft"
+    if half_side == 0:
+        return "shift"
+    entries = [e for e in (table if table is not None else _choice_table()).get("entries", [])
+               if e.get("device") == device_type and e.get("fastest") in LOSS_IMPLS]
+    if not entries:
+        return "fftmm"
+    point = [math.log(v) for v in (k, 2 * half_side + 1, batch, height, width)]
+
+    def distance(entry) -> float:
+        shape = (entry["k"], 2 * entry["d"] + 1, entry["batch"], entry["height"], entry["width"])
+        return sum((math.log(v) - x) ** 2 for v, x in zip(shape, point))
+
+    return min(entries, key=distance)["fastest"]
+
+
+CHOICE_FILE = Path(__file__).with_name("loss_choice.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _choice_table() -> dict:
+    """The committed table of measured fastest implementations ({} when the file is absent)."""
+    return json.loads(CHOICE_FILE.read_text()) if CHOICE_FILE.is_file() else {}
 
 
 def _check_inputs(p1, p2_back, mask, half_side):
@@ -183,7 +221,98 @@ def _joints_fft(p1, p2_back, d):
     return corr.permute(2, 3, 0, 1)  # (T, T, K, K)
 
 
-_JOINTS = {"conv": _joints_conv, "shift": _joints_shift, "fft": _joints_fft}
+def _joints_fftmm(p1, p2_back, d):
+    """Joints (T, T, K, K) by real FFTs, one batched matmul per frequency and lag-restricted inverse DFTs.
+
+    Same P_t as "conv" (eq. 5 / section 3.3): P_t = sum_b sum_u p1[b, :, u + t] p2_back[b, :, u]^T.
+    """
+    return _FFTMatmulJoints.apply(p1, p2_back, d)
+
+
+class _FFTMatmulJoints(torch.autograd.Function):
+    """cross[f] = X1[f] X2[f]^H (the sum over the batch as a matmul), then only the lags |t| <= d transformed back.
+
+    Spectra X = rfft2 of each map zero-padded to (Nh, Nw) >= (H + d, W + d), so the circular lags |t| <= d
+    are the linear ones. Backward, the exact adjoint: G = dL/dcross is the DFT of the (T, T) lag gradient,
+    then dX1 = G X2 and dX2 = G^H X1 per frequency, then inverse real FFTs (cropped: adjoint of the padding).
+    """
+
+    @staticmethod
+    def forward(ctx, p1, p2_back, d):
+        batch, k, height, width = p1.shape
+        size = (_fast_length(height + d), _fast_length(width + d))
+        x1, x2 = _spectrum(p1, size), _spectrum(p2_back, size)  # (F, K, B) complex, F = Nh (Nw/2+1)
+        cross = torch.bmm(x1, x2.conj().resolve_conj().mT)  # (F, K, K): sum_b X1[f, i, b] conj X2[f, j, b]
+        ctx.save_for_backward(x1, x2)
+        ctx.geometry = (height, width, d, size)
+        return _to_lags(cross, d, size).view(2 * d + 1, 2 * d + 1, k, k)  # (T, T, K, K)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x1, x2 = ctx.saved_tensors  # (F, K, B) complex
+        height, width, d, size = ctx.geometry
+        g = _from_lags(grad, d, size)  # (F, K, K): dL/dRe cross + i dL/dIm cross, up to w_fx / (Nh Nw)
+        d1 = torch.bmm(g, x2)  # (F, K, B): G X2
+        d2 = torch.bmm(x1.conj().resolve_conj().mT, g).conj_physical_()  # (F, B, K): (G^H X1)^T
+        return (_inverse_spectrum(d1, size, height, width, (3, 2, 0, 1)),
+                _inverse_spectrum(d2, size, height, width, (2, 3, 0, 1)), None)
+
+
+def _spectrum(maps, size):
+    """(B, K, H, W) real -> (F, K, B) complex rfft2 of the maps zero-padded to size = (Nh, Nw)."""
+    spectrum = torch.fft.rfft2(maps, s=size)  # (B, K, Nh, Nw/2+1)
+    return spectrum.permute(2, 3, 1, 0).contiguous().flatten(0, 1)  # (F, K, B): frequency-major for bmm
+
+
+def _inverse_spectrum(grad, size, height, width, to_bk):
+    """(F, ., .) complex gradient of the spectrum -> (B, K, H, W) gradient of the maps (real).
+
+    With X[f] = sum_n x[n] e^{-i phi(f, n)} on the half spectrum, dL/dx[n] = Re sum_f g[f] e^{i phi}, which
+    is Nh Nw irfft2 of g with its mirrored columns halved. ``_from_lags`` leaves out the same factors
+    (weights 2 / (Nh Nw)), so this is a plain irfft2, cropped. to_bk: permutation of (Nh, Nf, ., .) to
+    (B, K, Nh, Nf).
+    """
+    spectrum = grad.view(size[0], -1, *grad.shape[1:]).permute(*to_bk)  # (B, K, Nh, Nw/2+1)
+    return torch.fft.irfft2(spectrum, s=size)[..., :height, :width].contiguous()  # (B, K, H, W)
+
+
+def _lag_phases(n: int, d: int, like, sign: int):
+    """(T, n) complex exp(sign 2 pi i f t / n) for lags t in [-d, d] and frequencies f in [0, n)."""
+    angle = torch.outer(torch.arange(-d, d + 1, dtype=torch.float64), torch.arange(n, dtype=torch.float64))
+    return torch.polar(torch.ones_like(angle), angle * (sign * 2 * torch.pi / n)).to(like.device, like.dtype)
+
+
+def _to_lags(cross, d, size):
+    """(F, K, K) half cross-spectrum -> (T, T, K^2) correlation at the lags |t| <= d only.
+
+    corr[t] = Re sum_{fy, fx} w_fx / (Nh Nw) cross[fy, fx] e^{2 pi i (fy ty / Nh + fx tx / Nw)}, w = 2 for
+    the columns whose mirror image the half spectrum leaves out, 1 for fx = 0 and the Nyquist column:
+    two DFT-matrix products, (T x Nh) then (T x Nw/2+1), instead of an inverse FFT of every lag.
+    """
+    (nh, nw), t_side, kk = size, 2 * d + 1, cross.shape[-1] ** 2
+    nf = nw // 2 + 1
+    rows = (_lag_phases(nh, d, cross, 1) @ cross.view(nh, nf * kk)).view(t_side, nf, kk)  # (Ty, Nf, K^2)
+    weight = torch.full((nf,), 2.0 / (nh * nw), dtype=torch.float64)
+    weight[0] = 1.0 / (nh * nw)
+    if nw % 2 == 0:  # even Nw: the last column is the Nyquist frequency, its own mirror image
+        weight[-1] = 1.0 / (nh * nw)
+    cols = _lag_phases(nw, d, cross, 1)[:, :nf] * weight.to(cross.device, cross.dtype)  # (Tx, Nf)
+    return (cols @ rows).real.contiguous()  # (Ty, Tx, K^2)
+
+
+def _from_lags(grad, d, size):
+    """The adjoint of ``_to_lags`` without its weights: (T, T, K, K) -> (F, K, K) sum_t g[t] e^{-2 pi i f.t}."""
+    (nh, nw), t_side, k = size, 2 * d + 1, grad.shape[-1]
+    nf = nw // 2 + 1
+    like = torch.empty((), dtype=torch.complex128 if grad.dtype == torch.float64 else torch.complex64,
+                       device=grad.device)
+    g = grad.reshape(t_side, t_side, k * k).to(like.dtype)  # (Ty, Tx, K^2)
+    cols = _lag_phases(nw, d, like, -1)[:, :nf].T @ g  # (Ty, Nf, K^2)
+    out = _lag_phases(nh, d, like, -1).T @ cols.view(t_side, nf * k * k)  # (Nh, Nf K^2)
+    return out.view(nh * nf, k, k)  # (F, K, K)
+
+
+_JOINTS = {"conv": _joints_conv, "shift": _joints_shift, "fft": _joints_fft, "fftmm": _joints_fftmm}
 
 
 def _fast_length(n: int) -> int:
@@ -207,8 +336,12 @@ def _valid_displacements(mask, d):
     t_side = 2 * d + 1
     if mask is None:  # every pixel counts and d < H, W: every displacement has pairs
         return torch.ones(t_side, t_side, dtype=torch.bool)
+    height, width = mask.shape[1:]
+    # exact shortcut: an image with n masked-in pixels has at least n - (H W - n) - (|dy| W + |dx| H) pairs
+    # at offset t (pixels u whose u + t is off or outside removed), so 2n > H W + d (H + W) fills every t
+    if bool((2 * (mask != 0).flatten(1).sum(1) > height * width + d * (height + width)).any()):
+        return torch.ones(t_side, t_side, dtype=torch.bool)
     support = (mask != 0).to(device="cpu" if mask.device.type == "mps" else mask.device, dtype=torch.float64)
-    height, width = support.shape[1:]
     size = (_fast_length(height + d), _fast_length(width + d))
     spectrum = torch.fft.rfft2(support, s=size)  # (B, Hs, Ws/2+1)
     power = (spectrum * spectrum.conj()).sum(0)  # (Hs, Ws/2+1): sum over the batch

@@ -77,3 +77,41 @@ def test_bad_arguments():
         bench.main(["--tiny", "--presets", "nosuchset"])
     with pytest.raises(ValueError, match="--heads"):
         bench.main(["--tiny", "--heads", "C"])
+
+
+@pytest.fixture(scope="module")
+def tiny_table4(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("table4")
+    out, choice = folder / "t4.json", folder / "choice.json"
+    assert bench.main(["--loss-table4", "--tiny", "--device", "cpu", "--out", str(out),
+                       "--write-loss-choice", str(choice)]) == 0
+    return json.loads(out.read_text()), choice
+
+
+def test_loss_table4_records_every_head(tiny_table4):
+    result, choice = tiny_table4
+    table4 = result["loss_table4"]
+    assert [(r["k"], r["d"]) for r in table4["cases"]] == [(k, d) for k, _, d in bench.TABLE4_CASES]
+    for record in table4["cases"]:
+        assert set(record["fwd_bwd_ms"]) == {"conv", "fft", "fftmm", "auto"}
+        assert record["auto_impl"] in ("conv", "shift", "fft", "fftmm")
+        assert record["speedup"]["fftmm"] == pytest.approx(record["fwd_bwd_ms"]["conv"] / record["fwd_bwd_ms"]["fftmm"])
+        assert record["agreement_float64"]["fftmm"]["ok"], record["agreement_float64"]
+    assert table4["all_agree"]
+    assert result["reductions"]  # tiny sizes: no verdict, and the choice table is left alone
+    assert all(i["status"].startswith("not applicable") for i in result["targets"]["items"])
+    assert not choice.exists()
+
+
+def test_write_loss_choice_replaces_the_same_shape(tmp_path):
+    table = {"entries": [{"device": "cpu", "k": 3, "d": 5, "batch": 16, "height": 200, "width": 200,
+                          "fastest": "conv", "fwd_bwd_ms": {"conv": 1.0}}]}
+    bench._set_choice(table, device="cpu", k=3, d=5, batch=16, size=200, times={"conv": 9.0, "fftmm": 2.0})
+    bench._set_choice(table, device="cpu", k=6, d=5, batch=16, size=200, times={"conv": 9.0, "fft": 1.0})
+    assert [(e["k"], e["fastest"]) for e in table["entries"]] == [(3, "fftmm"), (6, "fft")]
+    bench.write_loss_choice(table, tmp_path / "choice.json", source="test")
+    from iicrepro.loss import choose_impl
+
+    written = json.loads((tmp_path / "choice.json").read_text())
+    assert choose_impl("cpu", 3, 5, 16, 200, 200, table=written) == "fftmm"
+    assert choose_impl("cpu", 6, 5, 16, 200, 200, table=written) == "fft"

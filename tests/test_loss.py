@@ -240,6 +240,37 @@ def test_auto_and_choose_impl():
     assert_close(auto, chosen)
 
 
+def _entry(device, k, d, size, fastest, batch=16):
+    return {"device": device, "k": k, "d": d, "batch": batch, "height": size, "width": size, "fastest": fastest}
+
+
+def test_choose_impl_follows_the_table_nearest_shape():
+    table = {"entries": [_entry("cpu", 3, 10, 128, "fft"), _entry("cpu", 45, 10, 128, "fftmm"),
+                         _entry("cpu", 24, 5, 200, "conv"), _entry("cuda", 45, 10, 128, "shift")]}
+    assert choose_impl("cpu", 3, 10, 16, 128, 128, table=table) == "fft"  # exact shape
+    assert choose_impl("cpu", 4, 10, 32, 120, 120, table=table) == "fft"  # nearest: K = 3
+    assert choose_impl("cpu", 36, 10, 16, 128, 128, table=table) == "fftmm"  # nearest: K = 45
+    assert choose_impl("cpu", 24, 5, 16, 200, 200, table=table) == "conv"
+    assert choose_impl("cuda", 3, 5, 8, 64, 64, table=table) == "shift"  # only its device type counts
+    assert choose_impl("mps", 3, 5, 8, 64, 64, table=table) == "fftmm"  # no entry: documented fallback
+    assert choose_impl("cpu", 45, 0, 16, 128, 128, table=table) == "shift"  # d = 0: one product
+    # an implementation this module does not offer is ignored, not returned
+    assert choose_impl("cpu", 3, 10, 16, 128, 128, table={"entries": [_entry("cpu", 3, 10, 128, "gone")]}) \
+        == "fftmm"
+
+
+def test_committed_choice_table_names_the_measured_fastest():
+    from iicrepro import loss
+
+    table = loss._choice_table()
+    for entry in table.get("entries", []):
+        assert entry["fastest"] in LOSS_IMPLS
+        assert entry["fastest"] == min(entry["fwd_bwd_ms"], key=entry["fwd_bwd_ms"].get)
+        # auto reproduces the table at its own shapes
+        shape = (entry["k"], entry["d"], entry["batch"], entry["height"], entry["width"])
+        assert choose_impl(entry["device"], *shape) == entry["fastest"]
+
+
 # ---------------------------------------------------------------- bad input
 def _maps(*shape):
     return torch.full(shape, 0.5)
@@ -292,3 +323,17 @@ def test_run_config_accepts_every_loss_implementation():
     assert config.make_config(preset="camvid3", loss_impl="fft").loss_impl == "fft"
     with pytest.raises(ValueError, match="loss_impl"):
         config.make_config(preset="camvid3", loss_impl="fast")
+
+
+@pytest.mark.parametrize("keep", [0.95, 0.6, 0.3, 0.01])
+def test_valid_displacements_match_pair_counts(keep):
+    """Both the counting shortcut (most pixels in) and the FFT count (few in) agree with brute force."""
+    from iicrepro.loss import _valid_displacements
+
+    gen = torch.Generator().manual_seed(int(keep * 100))
+    mask = torch.rand(2, 20, 18, generator=gen) < keep  # (B, H, W); 0.95: 2n > H W + d (H + W)
+    d = 3
+    support = mask[:, None].to(torch.float64)  # (B, 1, H, W)
+    expected = torch.tensor([[bool((shifted(support, dy, dx) * support).sum() > 0) for dx in range(-d, d + 1)]
+                             for dy in range(-d, d + 1)])
+    assert torch.equal(_valid_displacements(mask, d), expected)
