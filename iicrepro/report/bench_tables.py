@@ -45,12 +45,30 @@ def _bench_file(name: str, data: dict) -> str:
     if not steps.empty:
         parts.append("\n" + to_md(steps))
     parts.append(_details(data, presets))
+    parts.append(_loss_table4(data.get("loss_table4")))
     items = (data.get("targets") or {}).get("items") or []
     if items:
         parts.append("\n" + to_md(pd.DataFrame([{"target": i.get("name"), "what": i.get("what"), "goal": i.get("target"),
                                                  "measured": _num(i.get("measured"), 3), "status": i.get("status")}
                                                 for i in items])))
     return "".join(parts)
+
+
+def _loss_table4(table: dict | None) -> str:
+    """The loss alone at every Table-4 head: the authors' conv form against the others (forward + backward)."""
+    if not table:
+        return ""
+    impls = table.get("impls") or []
+    rows = []
+    for case in table.get("cases") or []:
+        ms, speedup = case.get("fwd_bwd_ms") or {}, case.get("speedup") or {}
+        row = {"K": case.get("k"), "d": case.get("d"), "input": case.get("input_size"), "batch": case.get("batch_size")}
+        row.update({f"{impl} (ms)": _num(ms.get(impl), 0) for impl in impls + ["auto"]})
+        row.update({"auto picks": case.get("auto_impl"), "conv / auto": f"{_num(speedup.get('auto'))}×",
+                    f"≥ {_num(table.get('target_speedup'), 0)}×": "yes" if case.get("meets_target") else "**no**"})
+        rows.append(row)
+    return (f"\nThe loss alone at every Table-4 head ({table.get('timing', '')}; batch {table.get('batch_size')}):\n\n"
+            + to_md(pd.DataFrame(rows)))
 
 
 def _details(data: dict, presets: dict) -> str:
