@@ -151,7 +151,7 @@ def _train_step(model, optimiser, images, mask, *, cfg, head: str, clock: Clock,
     optimiser.zero_grad(set_to_none=True)
     views = make_views(images, jitter=cfg.jitter, flip_p=cfg.flip_p, sobel=cfg.sobel, generator=gen)
     x1, x2 = views.x1, views.x2  # (B, C', S, S) each
-    if cfg.channels_last and device.type == "cuda":
+    if cfg.channels_last:
         x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
     clock.mark()
     with _autocast(device, bf16):
@@ -236,7 +236,7 @@ def bench_eval(model, cfg, *, batch: int, size: int, device, steps: int, bf16: b
 
     def one_batch():
         x = _eval_input(views, images, sobel=cfg.sobel)  # (B, C', S, S)
-        if cfg.channels_last and device.type == "cuda":
+        if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, bf16):
             probs = model(x, head="B")[0]  # (B, K_B, S, S)
@@ -523,7 +523,7 @@ def _build_model(cfg, device, *, checkpointing: bool, compile_model: bool):
 
     model = SegNet(cfg.in_channels, cfg.k_a, cfg.k_b, num_subheads=cfg.num_subheads, mode=cfg.mode,
                    checkpointing=checkpointing).to(device)
-    if cfg.channels_last and device.type == "cuda":
+    if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, (torch.compile(model) if compile_model else model)
 
@@ -677,7 +677,10 @@ def _parser() -> argparse.ArgumentParser:
                    "(default iicrepro/loss_choice.json)")
     p.add_argument("--mode", default="faithful", choices=("faithful", "clean"))
     p.add_argument("--loss-impl", default="auto", help="loss implementation inside the training step")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CPU or CUDA)")
+    p.add_argument("--precision", action="store_true", help="only one training step in float32 vs float32 + "
+                   "channels_last vs bf16 + channels_last vs + torch.compile, at the CPU scale's and the presets' "
+                   "crops (issue 14; --presets, --batch, --steps, --warmup apply); writes <device>-precision-<date>.json")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's; tiny 1)")
     p.add_argument("--peak-n", type=int, default=None, help="side of the matmul-peak matrices")
@@ -765,6 +768,8 @@ def run(args) -> dict:
     device, names = _resolve(args)
     if args.threads:  # 0: torch's default
         torch.set_num_threads(args.threads)
+    if args.precision:
+        return run_precision(args, device, names)
     if args.loss_table4:
         result = {"schema_version": SCHEMA_VERSION, "data": "synthetic", "env": _environment(device),
                   "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -797,6 +802,28 @@ def run(args) -> dict:
     return result
 
 
+def run_precision(args, device, names: list[str]) -> dict:
+    """`--precision`: iicrepro.bench_precision over the presets named (default camvid3, dubai3)."""
+    from iicrepro.bench_precision import bench_precision, precision_targets
+
+    presets = names if args.presets != "all" else ["camvid3", "dubai3"]
+    result = {"schema_version": SCHEMA_VERSION, "data": "synthetic", "env": _environment(device),
+              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "reductions": [f"batch {args.batch or 'by crop'}, head B only"], "reference": REFERENCE}
+    print(f"iicrepro bench --precision on {result['env']['device_name']} ({device}), revision "
+          f"{result['env']['git_revision']}", flush=True)
+    result["matmul_peak"] = _peaks(device, args)
+    peak = result["matmul_peak"]["float32"]["tflops"]
+    tiny = dict(crops_for=lambda preset: [(16, 2)], variants=("float32", "float32+cl", "bf16+cl"))
+    result["precision"] = bench_precision(presets=presets, device=device, steps=args.steps, warmup=args.warmup,
+                                          batch_for=lambda size: args.batch or (2 if size <= 100 else 1),
+                                          peak_tflops=peak, **(tiny if args.tiny else {}))
+    result["env"]["load_average_1min_end"] = os.getloadavg()[0]
+    result["targets"] = {"note": "issue 14: a training step >= 4x faster than float32 at 64 and 128, this machine",
+                         "items": precision_targets(result["precision"])}
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `iicrepro bench`: run, print a summary, write the JSON file atomically."""
     args = _parser().parse_args(argv)
@@ -806,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)  # --threads must not outlive the call (tests share the process)
     date = result["env"]["date"][:10]
-    kind = "-loss-table4" if args.loss_table4 else ""
+    kind = "-loss-table4" if args.loss_table4 else "-precision" if args.precision else ""
     out = args.out or Path("benchmarks/results") / f"{result['env']['device']}{kind}-{date}.json"
     write_json_atomic(Path(out), result)
     for item in result["targets"]["items"]:

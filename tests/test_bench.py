@@ -115,3 +115,17 @@ def test_write_loss_choice_replaces_the_same_shape(tmp_path):
     written = json.loads((tmp_path / "choice.json").read_text())
     assert choose_impl("cpu", 3, 5, 16, 200, 200, table=written) == "fftmm"
     assert choose_impl("cpu", 6, 5, 16, 200, 200, table=written) == "fft"
+
+
+def test_precision_bench_tiny(tmp_path):
+    """`--precision --tiny`: float32 vs channels_last vs bf16 steps, ratios to float32, targets named."""
+    from iicrepro import bench
+
+    out = tmp_path / "precision.json"
+    assert bench.main(["--precision", "--tiny", "--device", "cpu", "--presets", "camvid3", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    cases = data["precision"]["cases"]
+    assert [c["variant"] for c in cases] == ["float32", "float32+cl", "bf16+cl"]
+    assert cases[0]["speedup_vs_float32"] == 1.0 and all(c["step_ms"] > 0 for c in cases)
+    assert set(cases[0]["split_ms"]) == {"views", "forward", "loss", "backward", "optimiser"}
+    assert "cpu_bf16_units" in data["precision"]

@@ -46,6 +46,7 @@ def _bench_file(name: str, data: dict) -> str:
         parts.append("\n" + to_md(steps))
     parts.append(_details(data, presets))
     parts.append(_loss_table4(data.get("loss_table4")))
+    parts.append(_precision(data.get("precision")))
     items = (data.get("targets") or {}).get("items") or []
     if items:
         parts.append("\n" + to_md(pd.DataFrame([{"target": i.get("name"), "what": i.get("what"), "goal": i.get("target"),
@@ -69,6 +70,22 @@ def _loss_table4(table: dict | None) -> str:
         rows.append(row)
     return (f"\nThe loss alone at every Table-4 head ({table.get('timing', '')}; batch {table.get('batch_size')}):\n\n"
             + to_md(pd.DataFrame(rows)))
+
+
+def _precision(table: dict | None) -> str:
+    """One training step in float32 against channels_last, bf16 autocast and torch.compile (same run)."""
+    if not table:
+        return ""
+    rows = [{"preset": c.get("preset"), "crop": c.get("input_size"), "d": c.get("d"), "batch": c.get("batch_size"),
+             "variant": c.get("variant"), "step (ms)": _num(c.get("step_ms"), 0),
+             **{f"{phase} (ms)": _num((c.get("split_ms") or {}).get(phase), 0)
+                for phase in ("views", "forward", "loss", "backward", "optimiser")},
+             "vs float32": f"{_num(c.get('speedup_vs_float32'), 2)}×"} for c in table.get("cases") or []]
+    units = table.get("cpu_bf16_units")
+    note = ("" if units is None else f" bf16 matrix units torch reports on this CPU: {', '.join(units) or 'none'}"
+            " (bf16 is emulated without them).")
+    return (f"\nOne training step of head {table.get('head')} per precision and memory format (median of "
+            f"{table.get('steps')} after {table.get('warmup')} warm-up).{note}\n\n" + to_md(pd.DataFrame(rows)))
 
 
 def _details(data: dict, presets: dict) -> str:
