@@ -101,7 +101,9 @@ def command_for(*, group: str, variant: str | None, dataset: str, runs: list[dic
     for entry in manifest:
         if entry.get("study_group") == group and variant in (None, str(entry.get("variant"))) \
                 and entry_dataset(entry, manifest) == dataset:
-            extra = " --with-downloads" if entry.get("requires") else ""
+            # offline analogues: the scale this book's runs use (the CPU profile once any of its runs exists)
+            cpu = not entry.get("requires") and any(run.get("profile") == "cpu" for run in runs)
+            extra = " --with-downloads" if entry.get("requires") else " --profile cpu" if cpu else ""
             first = [f"iicrepro study run --only '{entry['alias_of']}-s*'"] if entry.get("alias_of") else []
             return " && ".join(list(entry.get("commands") or []) + first +
                                [f"iicrepro study run --only '{entry['name']}-s*'{extra}"])
