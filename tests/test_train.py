@@ -170,10 +170,14 @@ class _nothing:
         return True
 
 
-def test_progress_bars(capsys):
+def test_progress_bars(capsys, monkeypatch):
+    monkeypatch.setattr(train, "_interactive", lambda: False)  # a log file: one plain line per epoch
     tiny_fit(tiny_config(epochs=1), progress=True)
-    err = capsys.readouterr().err  # not a terminal: one plain line per epoch, no carriage-return updates
+    err = capsys.readouterr().err
     assert "epoch 1/1" in err and "\r" not in err
+    monkeypatch.setattr(train, "_interactive", lambda: True)  # a terminal or a notebook: live bars
+    tiny_fit(tiny_config(epochs=1), progress=True)
+    assert "epochs" in capsys.readouterr().err
     tiny_fit(tiny_config(epochs=1), progress=False)
     assert capsys.readouterr().err == ""
 
