@@ -120,9 +120,15 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
     """One row per run file: identity, parameters (preset + changes), torch, start, command, batch size."""
     rows = [{**_identity(run), "parameters": params_summary(run.get("params") or {}), "torch": run.get("torch"),
              "started": run.get("started"), "command": run.get("command"),
-             "batch_size": (run.get("params") or {}).get("batch_size")} for run in runs]
-    columns = list(_identity(_EMPTY)) + ["parameters", "torch", "started", "command", "batch_size"]
+             "batch_size": (run.get("params") or {}).get("batch_size"), "precision": precision_of(run)} for run in runs]
+    columns = list(_identity(_EMPTY)) + ["parameters", "torch", "started", "command", "batch_size", "precision"]
     return pd.DataFrame(rows, columns=columns).astype({"wall_time_s": float})
+
+
+def precision_of(run: dict) -> str | None:
+    """What a training run computed in: "bf16" or "float32" (its history's engine), None for other runs."""
+    engine = (run.get("history") or {}).get("engine") or {}
+    return None if "bf16" not in engine else "bf16" if engine["bf16"] else "float32"
 
 
 def params_summary(params: dict) -> str:

@@ -56,6 +56,8 @@ def performance_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> str:
         "runs": grouped["run"].nunique().astype(str),
         "batch": runs.groupby(keys, dropna=False)["batch_size"].first().reindex(grouped.size().index).map(
             lambda b: "—" if pd.isna(b) else str(int(b))),
+        "precision": runs.groupby(keys, dropna=False)["precision"].agg(
+            lambda v: ", ".join(sorted(set(v.dropna()))) or "—").reindex(grouped.size().index),
         "train s / head-A epoch": per_epoch[per_epoch["heads_trained"] == "A"].groupby(keys)["train_s"].median(),
         "train s / head-B epoch": per_epoch[per_epoch["heads_trained"] == "B"].groupby(keys)["train_s"].median(),
         "eval s / epoch": grouped["eval_s"].median(), "pairs/s": grouped["pairs_per_s"].median(),
