@@ -25,6 +25,7 @@ def history(accs, split="paper_eval"):
     """Per-epoch records: head-B accuracy on `split`, alternating heads, timings."""
     return {"epochs": [{"epoch": i + 1, "heads_trained": ["A"] if i % 2 == 0 else ["B"],
                         "eval": {split: {"b": {"acc": acc}}}, "train_s": 10.0 + i, "eval_s": 2.0,
+                        "loss_a": -0.1 * i if i % 2 == 0 else None, "loss_b": -0.1 * i if i % 2 else None,
                         "pairs_per_s": 50.0, "peak_mem_mb": 1000.0, "wall_s": 12.0 + i}
                        for i, acc in enumerate(accs)]}
 
@@ -292,7 +293,8 @@ def test_figures_from_history_confusion_and_notebooks(book):
                                                             "60.0 (epoch 2)", "55.0 (epoch 3)"]
     assert "](generated/figures/qualitative.jpg)" in out["results_qualitative.md"]
     assert "](generated/figures/confusion.png)" in out["results_confusion.md"]
-    for name in ("epoch_curves.png", "versus_baselines.png", "qualitative.jpg"):
+    assert "](generated/figures/loss_curves.png)" in out["epoch_curves.md"]  # convergence: loss per epoch
+    for name in ("epoch_curves.png", "loss_curves.png", "versus_baselines.png", "qualitative.jpg"):
         assert (figures / name).stat().st_size > 1000, name
     perf = out["performance_runs.md"]
     assert row(perf, "main")[1:4] == ["faithful", "camvid3", "cpu"] and "| 11.0 " in perf  # median head-B train s
@@ -304,7 +306,7 @@ def test_confusion_of_a_baseline_while_no_iic_run_exists(book):
     out = generate(book)
     assert "No IIC run yet" in out["results_confusion.md"] and "camvid3-kmeans-s0" in out["results_confusion.md"]
     assert "Not yet run" in out["results_qualitative.md"]  # the fixture notebook embeds no figure
-    assert "Not yet run" in out["epoch_curves.md"]
+    assert "Not yet run" in out["epoch_curves.md"] and "loss_curves" not in out["epoch_curves.md"]
 
 
 # ---------------------------------------------------------------- Performance, Datasets, CLI

@@ -52,6 +52,29 @@ def epoch_curves(epochs: pd.DataFrame, reference: dict, path: Path) -> Path | No
     return _save(grid.figure, path)
 
 
+def loss_curves(epochs: pd.DataFrame, reference: dict, path: Path) -> Path | None:
+    """Training loss per epoch of the main runs (head A on its epochs, head B on its), band of ±1 sd over
+    seeds, the last quarter of training shaded: convergence means a flat curve there (issue 15)."""
+    main = epochs[(epochs["group"] == "main") & (epochs["epoch"] > 0)].drop_duplicates(["run", "epoch"]).copy()
+    if main.empty:
+        return None
+    main["dataset"] = main["dataset"].map(labels(reference)).fillna(main["dataset"])
+    main["training loss"] = main["loss_b"].where(main["heads_trained"].str.contains("B"), main["loss_a"])
+    main["head"] = main["heads_trained"]
+    main = main.dropna(subset=["training loss"])
+    if main.empty:
+        return None
+    grid = sns.relplot(data=main, x="epoch", y="training loss", hue="variant",
+                       col="dataset", row="head", kind="line", errorbar="sd", marker="o", height=2.4, aspect=1.4,
+                       facet_kws={"sharey": False, "margin_titles": True})
+    grid.set_titles(row_template="head {row_name}", col_template="{col_name}")
+    last = main["epoch"].max()
+    for ax in grid.axes.flat:
+        ax.axvspan(0.75 * last, last, color="0.9", zorder=0)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return _save(grid.figure, path)
+
+
 def ablation_points(frame: pd.DataFrame, group: str, reference: dict, path: Path) -> Path | None:
     """One ablation: accuracy per variant, one dot per seed and the mean; paper protocol and label-free."""
     rows = frame[(frame["group"] == group) & (frame["status"] == "ok") & frame["selected"]

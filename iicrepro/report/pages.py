@@ -114,6 +114,7 @@ def generate(runs_dir: Path, out_dir: Path, *, reference: Path, manifest: Path, 
     fig = Figures(out_dir, pages_dir)
     versus = figures.versus_baselines(frame, ref, fig.path("versus_baselines.png"))
     curves = figures.epoch_curves(epochs, ref, fig.path("epoch_curves.png"))
+    losses = figures.loss_curves(epochs, ref, fig.path("loss_curves.png"))
     runs_link = os.path.relpath(runs_dir, pages_dir).replace(os.sep, "/")
     from iicrepro.config import DATASETS
 
@@ -128,6 +129,9 @@ def generate(runs_dir: Path, out_dir: Path, *, reference: Path, manifest: Path, 
         "results_context.md": tables.results_context(ref), "sources.md": tables.sources(ref),
         "epoch_curves.md": fig.markdown(curves, "Accuracy per epoch, band over seeds",
                                         missing="Not yet run: the curves come from the main runs' per-epoch history.")
+        + ("\n" + fig.markdown(losses, "Training loss per epoch (IIC loss with the head's lambda), band over "
+                                "seeds; shaded: the last quarter of training, where a converged run is flat",
+                                missing="") if losses else "")
         + "\n" + tables.epoch_table(epochs, ref),
         "performance_runs.md": tables_runs.performance_runs(epochs, provenance),
         "performance_bench.md": bench_tables.performance_bench(benchmarks),
