@@ -28,8 +28,10 @@ TARGET = 4.0  # issue 14: a whole training step at least 4x faster than float32,
 
 def crops(preset: str) -> list[tuple[int, int]]:
     """(crop, d) of the CPU scale (half) and of the preset itself: camvid3 -> [(64, 5), (128, 10)]."""
-    cfg = make_config(preset)
-    return [(cfg.input_size // 2, int(cfg.half_side * 0.5 + 0.5)), (cfg.input_size, cfg.half_side)]
+    from iicrepro.study import scaled
+
+    cfg, half = make_config(preset), scaled({"preset": preset}, {"scale": 0.5})
+    return [(half["input_size"], half["half_side"]), (cfg.input_size, cfg.half_side)]
 
 
 def bench_case(preset: str, *, size: int, d: int, batch: int, variant: str, head: str, device,

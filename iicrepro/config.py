@@ -15,6 +15,7 @@ MODES = ("faithful", "clean")
 SCHEDULES = ("paper", "released")  # paper: alternate heads per epoch (A first); released: A then B each epoch
 LOSS_IMPLS = ("auto", "conv", "shift", "fft", "fftmm")  # "auto" + iicrepro.loss.LOSS_IMPLS
 DEVICES = ("auto", "cpu", "cuda")
+BF16_SETTINGS = (True, False, "auto")  # "auto": where the hardware multiplies bf16 natively (iicrepro.precision)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def _validate(cfg: RunConfig) -> None:
         (cfg.schedule in SCHEDULES, f"schedule={cfg.schedule!r}: expected one of {SCHEDULES}"),
         (cfg.loss_impl in LOSS_IMPLS, f"loss_impl={cfg.loss_impl!r}: expected one of {LOSS_IMPLS}"),
         (cfg.device in DEVICES, f"device={cfg.device!r}: expected one of {DEVICES}"),
-        (cfg.bf16 in (True, False, "auto"), f"bf16={cfg.bf16!r}: expected true, false or \"auto\""),
+        (cfg.bf16 in BF16_SETTINGS, f"bf16={cfg.bf16!r}: expected true, false or \"auto\""),
         (cfg.input_size >= 16, f"input_size={cfg.input_size}: expected >= 16"),
         (cfg.prescale > 0, f"prescale={cfg.prescale}: expected > 0"),
         (0 < cfg.data_fraction <= 1, f"data_fraction={cfg.data_fraction}: expected in (0, 1]"),

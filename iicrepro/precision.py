@@ -3,14 +3,14 @@
 Not in the paper (the original trains in float32 on Tesla P40s). bf16 autocast runs the convolutions in
 bfloat16 and keeps the loss in float32 (iicrepro.loss computes with autocast off). It pays only where the
 matrix units take bf16: CUDA GPUs with bf16 support, and CPUs with AVX512-BF16 or AMX-BF16. On a CPU
-without them (e.g. AVX2 only) oneDNN emulates bf16 and a Net10a step is ~30x *slower* than float32
-(measured on a 2-core AVX2 EPYC: 96 s against 3.0 s for batch 16 at 64x64), so "auto" keeps float32 there.
+without them (e.g. AVX2 only) oneDNN emulates bf16 and a Net10a step is far *slower* than float32
+(`iicrepro bench --precision`, benchmarks/results/cpu-precision-*.json), so "auto" keeps float32 there.
 """
 from __future__ import annotations
 
 import torch
 
-BF16_SETTINGS = (True, False, "auto")
+from iicrepro.config import BF16_SETTINGS
 CPU_BF16_UNITS = ("amx_bf16", "avx512_bf16")  # what torch.cpu.get_capabilities() reports
 
 

@@ -70,8 +70,10 @@ def load_cached(dataset: str, split: str, cache, *, prescale: float | None = Non
     """load_split() from a cache folder written by prepare() (the dataset's folder or the cache root)."""
     folder = cache_dir(dataset, cache, prescale)
     manifest = read_manifest(folder)
-    if manifest is None and read_manifest(cache_dir(dataset, cache)) is not None:  # only another scale there
-        folder, manifest = cache_dir(dataset, cache), read_manifest(cache_dir(dataset, cache))
+    if manifest is None:  # no cache at this pre-scale: the preset's one (if any) names its own pre-scale below
+        other = cache_dir(dataset, cache)
+        manifest = read_manifest(other)
+        folder = other if manifest is not None else folder
     if manifest is None or manifest.get("dataset") != dataset:
         raise FileNotFoundError(f"no cache of {dataset} at {folder} (run `iicrepro prepare {dataset}`)")
     if prescale is not None and abs(float(prescale) - manifest["prescale"]) > 1e-9:
