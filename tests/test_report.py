@@ -369,3 +369,31 @@ def test_cli_writes_every_snippet_and_rejects_bad_json(book, monkeypatch):
     (book / "book" / "runs" / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json"):
         pages.main(["book/runs", "book/generated"])
+
+
+def test_progress_counts_the_profile_plan_against_ok_run_files(tmp_path):
+    """The progress table reads the real manifest's cpu profile; only ok files of that profile count."""
+    from iicrepro.report import load, tables_runs
+    from iicrepro.study import load_study
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="cpu",
+              wall_time_s=3000.0)
+    write_run(runs, "camvid3-faithful-s1", group="main", variant="faithful", dataset="camvid3", seed=1,
+              profile="cpu", status="failed")
+    write_run(runs, "camvid3-faithful-s2", group="main", variant="faithful", dataset="camvid3", seed=2)  # full
+    write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              profile="cpu", wall_time_s=12.0)
+    frame = report_frame.runs_frame(load.read_runs(runs, pages_dir=tmp_path))
+    text = tables_runs.progress(frame, REPO / "study.yaml", profile="cpu")
+
+    plan = [r for r in load_study(REPO / "study.yaml", profile="cpu").runs if not r.alias_of and not r.requires]
+    main = sum(r.study_group == "main" for r in plan)
+    kmeans = sum(r.study_group == "baseline-kmeans" for r in plan)
+    assert row(text, "main")[1:] == [str(main), "1", str(main - 1)]
+    assert row(text, "baseline-kmeans")[1:] == [str(kmeans), "1", str(kmeans - 1)]
+    trains_left = sum(r.notebook.endswith("train.ipynb") for r in plan) - 1
+    assert f"median 50 min each" in text and f"the {trains_left} training runs left" in text
+    assert f"2 of {len(plan)} done" in text
+    assert tables_runs.progress(frame, tmp_path / "missing.yaml") == ""

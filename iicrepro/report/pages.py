@@ -120,6 +120,7 @@ def generate(runs_dir: Path, out_dir: Path, *, reference: Path, manifest: Path, 
 
     texts = {
         "status.md": tables_runs.status_line(provenance),
+        "progress.md": tables_runs.progress(provenance, manifest),
         "results_answer.md": answer.answer(frame, ref, figure=fig.link(versus)),
         "results_paper.md": tables.results_paper(frame, ref, runs=runs, manifest=entries),
         "results_label_free.md": tables.results_label_free(frame, ref),

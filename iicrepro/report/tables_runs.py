@@ -6,6 +6,8 @@ Each is a groupby of a frame of iicrepro.report.frame rendered by pandas; the da
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from iicrepro.report.load import entry_dataset
@@ -20,6 +22,45 @@ def status_line(runs: pd.DataFrame) -> str:
     profiles = runs[runs["profile"] != "full"]["profile"].value_counts().sort_index()
     extra = "".join(f"; {n} from the {p} profile" for p, n in profiles.items())
     return f"Run files found: {len(runs)} ({counts}){extra}.\n"
+
+
+def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str:
+    """What the manifest plans for one profile against the run files that exist, per study group.
+
+    A run counts as done when its run file (any code revision) has status ok; runs that reuse another
+    run's results (alias_of) cost nothing and are left out. The estimate multiplies the remaining training
+    runs by the median wall time of the IIC training runs done so far (all from run files).
+    """
+    from iicrepro.study import load_study  # the manifest's expansion, exactly as `iicrepro study list` sees it
+
+    try:
+        study = load_study(manifest, profile=profile)
+    except ValueError:
+        return ""
+    planned = pd.DataFrame([{"run": r.name, "group": r.study_group, "trains": r.notebook.endswith("train.ipynb")}
+                            for r in study.runs if not r.alias_of and not r.requires])
+    if planned.empty:
+        return ""
+    ok = runs[(runs["profile"] == profile) & (runs["status"] == "ok")]
+    planned["done"] = planned["run"].isin(set(ok["run"]))
+    order = list(dict.fromkeys(planned["group"]))
+    table = (planned.groupby("group", sort=False)
+             .agg(planned=("run", "size"), done=("done", "sum"))
+             .reindex(order).reset_index())
+    table["remaining"] = table["planned"] - table["done"]
+    trained = ok[ok["run"].isin(set(planned.loc[planned["trains"], "run"]))]
+    wall = trained["wall_time_s"].dropna()
+    left = int((planned["trains"] & ~planned["done"]).sum())
+    text = (f"Progress of the {profile} profile of study.yaml ({profile} scale, runs that train or evaluate; "
+            f"{int(planned['done'].sum())} of {len(planned)} done):\n\n" + to_md(table) + "\n")
+    if len(wall):
+        done = f"{len(wall)} IIC training run{'s' if len(wall) > 1 else ''} done took"
+        text += (f"\nThe {done} a median {wall.median() / 60:.0f} min each "
+                 f"(device: {', '.join(sorted(set(trained['device'].dropna())))}); at that rate the {left} "
+                 f"training runs left need about {left * wall.median() / 3600:.0f} hours on the same machine, "
+                 "a lower bound: Dubai's crops are larger than CamVid's, and bf16 runs on a CPU without bf16 "
+                 "matrix units are far slower ({doc}`performance`).\n")
+    return text
 
 
 def _num(value, digits: int = 1) -> str:
