@@ -269,7 +269,9 @@ def test_answer_is_formatted_from_the_runs(book):
         write_run(runs, f"camvid3-kmeans-s{seed}", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
                   seed=seed, selection=selection(base), baseline=baseline_block(base, base))
     answer = generate(book)["results_answer.md"]
-    assert "IIC gains **+25.0 ± 7.1 points (n = 2)** over k-means" in answer  # paired by seed: 30 and 20
+    assert "IIC's gain over k-means is **+25.0 ± 7.1 points (n = 2)**" in answer  # paired by seed: 30 and 20
+    assert row(answer, "CamVid-3")[1:] == ["k-means", "beats: 2 of 2 seeds, +25.0 ± 7.1",
+                                           "beats: 2 of 2 seeds, +25.0 ± 7.1"]
     assert "**+20.1 points** on COCO-Stuff-3" in answer and "within two standard deviations" in answer
     assert "](generated/figures/versus_baselines.png)" in answer
 
@@ -397,3 +399,14 @@ def test_progress_counts_the_profile_plan_against_ok_run_files(tmp_path):
     assert f"median 50 min each" in text and f"the {trains_left} training runs left" in text
     assert f"2 of {len(plan)} done" in text
     assert tables_runs.progress(frame, tmp_path / "missing.yaml") == ""
+
+
+def test_beats_verdicts_are_seed_by_seed():
+    import pandas as pd
+
+    from iicrepro.report import answer
+
+    assert answer.beats(pd.Series([1.0, 2.0, 3.0])) == "beats: 3 of 3 seeds, +2.0 ± 1.0"
+    assert answer.beats(pd.Series([-1.0, 3.0])).startswith("mixed: 1 of 2 seeds, +1.0 ± ")
+    assert answer.beats(pd.Series([-0.5])) == "does not beat: 0 of 1 seed, -0.5"
+    assert answer.beats(pd.Series([0.0])).startswith("does not beat")
