@@ -72,3 +72,18 @@ def test_run_blocks_look_like_a_trained_run():
     assert blocks["baseline"]["kind"] == "kmeans" and blocks["baseline"]["acc"] == 0.4
     assert blocks["selection"]["paper"]["split"] == "paper_eval" and blocks["selection"]["last"]["acc"] == 0.3
     assert blocks["selection"]["paper"]["epoch"] == 0
+
+
+def test_random_network_of_seed_s_is_the_initialisation_iic_seed_s_trains_from():
+    """Pairs a random-network run with the IIC run of the same seed (the Results page's seed-by-seed gains)."""
+    from iicrepro import train
+    from iicrepro.distributed import World
+
+    config = tiny_config(seed=3)
+    engine = train._build(config, torch.device("cpu"), World())
+    random_net = baselines.random_network(config, "cpu")
+    trained_from, untrained = engine.net.state_dict(), random_net.state_dict()
+    assert trained_from.keys() == untrained.keys()
+    assert all(torch.equal(trained_from[k], untrained[k]) for k in untrained)
+    other = baselines.random_network(tiny_config(seed=4), "cpu").state_dict()
+    assert not all(torch.equal(other[k], untrained[k]) for k in untrained)

@@ -139,4 +139,5 @@ def beats_table(frame: pd.DataFrame, reference: dict) -> str:
     if not rows:
         return ""
     return ("Where IIC (faithful) beats the baselines, seed by seed (a seed's gain is IIC minus the baseline "
-            "run of the same seed, in points):\n\n" + to_md(pd.DataFrame(rows)) + "\n")
+            "run of the same seed, in points; the random network of seed s is the very network IIC seed s starts "
+            "training from):\n\n" + to_md(pd.DataFrame(rows)) + "\n")
