@@ -225,7 +225,7 @@ def _bench(argv: list[str]) -> int:
     except ModuleNotFoundError as error:
         if error.name != "iicrepro.bench":
             raise
-        print("iicrepro bench: error: the benchmarks (iicrepro/bench.py) are not part of this checkout",
+        print("iicrepro bench: error: the benchmarks (iicrepro/bench/) are not part of this checkout",
               file=sys.stderr)
         return 2
     return bench.main(argv) or 0

@@ -106,8 +106,8 @@ def test_loss_table4_records_every_head(tiny_table4):
 def test_write_loss_choice_replaces_the_same_shape(tmp_path):
     table = {"entries": [{"device": "cpu", "k": 3, "d": 5, "batch": 16, "height": 200, "width": 200,
                           "fastest": "conv", "fwd_bwd_ms": {"conv": 1.0}}]}
-    bench._set_choice(table, device="cpu", k=3, d=5, batch=16, size=200, times={"conv": 9.0, "fftmm": 2.0})
-    bench._set_choice(table, device="cpu", k=6, d=5, batch=16, size=200, times={"conv": 9.0, "fft": 1.0})
+    bench.set_choice(table, device="cpu", k=3, d=5, batch=16, size=200, times={"conv": 9.0, "fftmm": 2.0})
+    bench.set_choice(table, device="cpu", k=6, d=5, batch=16, size=200, times={"conv": 9.0, "fft": 1.0})
     assert [(e["k"], e["fastest"]) for e in table["entries"]] == [(3, "fftmm"), (6, "fft")]
     bench.write_loss_choice(table, tmp_path / "choice.json", source="test")
     from iicrepro.loss import choose_impl

@@ -4,6 +4,8 @@ import ast
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+from import_flow import assert_layers, assert_no_circles
+
 PACKAGE = Path(__file__).resolve().parents[1] / "iicrepro" / "report"
 LAYERS = [{"load"}, {"frame"}, {"tables"}, {"tables_runs", "bench_tables", "answer", "figures"}, {"pages"},
           {"__main__"}]
@@ -29,19 +31,11 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_no_import_circles_among_report_modules():
-    try:
-        order = list(TopologicalSorter(graph()).static_order())
-    except CycleError as error:
-        raise AssertionError(f"import circle among report modules: {error.args[1]}") from None
-    assert set(order) == set(graph())
+    assert_no_circles(graph(), package="report")
 
 
 def test_each_module_imports_only_earlier_layers():
-    layer = {name: index for index, names in enumerate(LAYERS) for name in names}
-    assert set(layer) == set(graph()), "add the new module to LAYERS (and to the package docstring)"
-    for module, imports in graph().items():
-        later = [name for name in imports if layer[name] >= layer[module]]
-        assert not later, f"{module} imports {later} of the same or a later layer"
+    assert_layers(graph(), LAYERS)
     assert not report_imports(PACKAGE / "__init__.py"), "the package's __init__ imports nothing"
 
 

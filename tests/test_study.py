@@ -183,7 +183,8 @@ def test_run_writes_files_and_skips_when_unchanged(root):
     assert run(loaded, force=True)["toy-s0"][0] == "ok"
     (root / "iicrepro" / "report").mkdir()
     (root / "iicrepro" / "report" / "pages.py").write_text("x = 2\n")  # the book's report package: still current
-    (root / "iicrepro" / "bench.py").write_text("x = 2\n")
+    (root / "iicrepro" / "bench").mkdir()
+    (root / "iicrepro" / "bench" / "cli.py").write_text("x = 2\n")  # the benchmark package: still current
     assert runner.statuses(loaded)[0][1] == "ok"
     (root / "iicrepro" / "code.py").write_text("x = 2\n")  # code changed: runs again
     assert runner.statuses(loaded)[0][1] == "ok (stale)"
@@ -240,12 +241,13 @@ def test_modules_left_out_of_the_fingerprint_are_not_used_by_runs():
     """NOT_IN_RUNS code is left out of the fingerprint; that is sound only while no run can import it: no
     notebook and no library module outside the report package imports iicrepro.report; only the CLI the bench."""
     repo = Path(__file__).resolve().parents[1]
-    assert runner.NOT_IN_RUNS == {"iicrepro/report/", "iicrepro/bench.py", "iicrepro/bench_precision.py"}
-    assert runner.left_out("iicrepro/report/pages.py") and runner.left_out("iicrepro/bench.py")
+    assert runner.NOT_IN_RUNS == {"iicrepro/report/", "iicrepro/bench/"}
+    assert runner.left_out("iicrepro/report/pages.py") and runner.left_out("iicrepro/bench/step.py")
     assert not runner.left_out("iicrepro/reporting.py") and not runner.left_out("iicrepro/figures.py")
+    assert not runner.left_out("iicrepro/bench.py") and not runner.left_out("iicrepro/benchmarks.py")
     patterns = {"report": (r"(?:from|import) iicrepro\.report\b|from iicrepro import[^\n]*\breport\b"
                            r"|from \.\s*import[^\n]*\breport\b", set()),
-                "bench": (r"import bench\b|\bbench import|,\s*bench\b", {"iicrepro/cli.py"}),
+                "bench": (r"import bench\b|\bbench import|,\s*bench\b|iicrepro\.bench\b", {"iicrepro/cli.py"}),
                 "bench_precision": (r"bench_precision", set())}
     for path in sorted((repo / "notebooks").glob("*.ipynb")) + sorted((repo / "iicrepro").rglob("*.py")):
         rel = path.relative_to(repo).as_posix()

@@ -1,4 +1,4 @@
-"""Tables of the Performance page from `iicrepro bench` result files (schema: iicrepro/bench.py,
+"""Tables of the Performance page from `iicrepro bench` result files (schema: iicrepro/bench/,
 benchmarks/README.md) and the original's quoted timings: records -> DataFrame -> Markdown."""
 from __future__ import annotations
 

@@ -5,15 +5,15 @@ Per preset and crop (the CPU scale's, half the preset's, and the preset's own), 
   float32+cl              channels_last memory format
   bf16+cl                 bf16 autocast (network only; the loss stays float32) + channels_last
   float32+cl+compile      torch.compile of the network, kept in training only if it measures faster
-the median split of one step (views, forward, loss, backward, optimiser; iicrepro.bench.bench_step) and its
-speed relative to float32. Where bf16 is emulated (no AMX / AVX512-BF16 on a CPU) it is far slower; the
+the median split of one step (views, forward, loss, backward, optimiser; iicrepro.bench.step.bench_step)
+and its speed relative to float32. Where bf16 is emulated (no AMX / AVX512-BF16 on a CPU) it is far slower; the
 file records which bf16 units torch reports (iicrepro.precision) so the numbers can be read.
 """
 from __future__ import annotations
 
 import time
 
-
+from iicrepro.bench.step import bench_step, build_model
 from iicrepro.config import make_config
 from iicrepro.precision import cpu_bf16_units
 
@@ -37,12 +37,11 @@ def crops(preset: str) -> list[tuple[int, int]]:
 def bench_case(preset: str, *, size: int, d: int, batch: int, variant: str, head: str, device,
                steps: int, warmup: int, peak_tflops: float) -> dict:
     """One (preset, crop, variant): bench_step's record plus the time spent compiling (compile only)."""
-    from iicrepro.bench import _build_model, bench_step
     from iicrepro.model import complexity
 
     options = VARIANTS[variant]
     cfg = make_config(preset, half_side=d, channels_last=options["channels_last"], loss_impl="auto")
-    plain, model = _build_model(cfg, device, checkpointing=False, compile_model=options["compile"])
+    plain, model = build_model(cfg, device, checkpointing=False, compile_model=options["compile"])
     flops = complexity(plain, cfg.in_channels, size, head=head)["flops"]
     start = time.perf_counter()
     record = bench_step(model, cfg, head=head, batch=batch, size=size, device=device, steps=steps,
