@@ -410,3 +410,28 @@ def test_beats_verdicts_are_seed_by_seed():
     assert answer.beats(pd.Series([-1.0, 3.0])).startswith("mixed: 1 of 2 seeds, +1.0 ± ")
     assert answer.beats(pd.Series([-0.5])) == "does not beat: 0 of 1 seed, -0.5"
     assert answer.beats(pd.Series([0.0])).startswith("does not beat")
+
+
+def test_a_resumed_run_costs_the_sum_of_its_epochs(tmp_path):
+    """wall_time_s of a run resumed from a checkpoint covers its last call only; the tables show the epochs' sum."""
+    from iicrepro.report import load, tables_runs
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="cpu",
+              wall_time_s=100.0, history=history([0.5, 0.6, 0.7]))
+    data = json.loads((runs / "camvid3-faithful-s0.json").read_text())
+    for record in data["history"]["epochs"]:
+        record["wall_s"] = 100.0
+    (runs / "camvid3-faithful-s0.json").write_text(json.dumps(data))
+    write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              profile="cpu", wall_time_s=12.0)
+    frame = report_frame.runs_frame(load.read_runs(runs, pages_dir=tmp_path))
+    assert frame.set_index("run")["cost_s"].to_dict() == {"camvid3-faithful-s0": 300.0, "camvid3-kmeans-s0": 12.0}
+    table = tables_runs.runs_table(frame)
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")] for line in table.splitlines()
+             if line.startswith("| [")}
+    assert [c for c in cells if "faithful" in c] and "5.0 (resumed; last call 1.7)" in next(
+        v for k, v in cells.items() if "faithful" in k)
+    assert "0.2" in next(v for k, v in cells.items() if "kmeans" in k)
+    assert "median 5 min each" in tables_runs.progress(frame, REPO / "study.yaml", profile="cpu")

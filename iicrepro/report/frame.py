@@ -120,9 +120,19 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
     """One row per run file: identity, parameters (preset + changes), torch, start, command, batch size."""
     rows = [{**_identity(run), "parameters": params_summary(run.get("params") or {}), "torch": run.get("torch"),
              "started": run.get("started"), "command": run.get("command"),
-             "batch_size": (run.get("params") or {}).get("batch_size"), "precision": precision_of(run)} for run in runs]
-    columns = list(_identity(_EMPTY)) + ["parameters", "torch", "started", "command", "batch_size", "precision"]
-    return pd.DataFrame(rows, columns=columns).astype({"wall_time_s": float})
+             "batch_size": (run.get("params") or {}).get("batch_size"), "precision": precision_of(run),
+             "cost_s": cost_of(run)} for run in runs]
+    columns = list(_identity(_EMPTY)) + ["parameters", "torch", "started", "command", "batch_size", "precision",
+                                         "cost_s"]
+    return pd.DataFrame(rows, columns=columns).astype({"wall_time_s": float, "cost_s": float})
+
+
+def cost_of(run: dict) -> float | None:
+    """Wall time (s) the run cost in all: its run file's wall time, which for a run resumed from a checkpoint
+    covers only the last call, or the sum of its epochs' wall times (history) when that is larger."""
+    wall = run.get("wall_time_s")
+    epochs = sum(e.get("wall_s") or 0.0 for e in (run.get("history") or {}).get("epochs") or [])
+    return max(wall or 0.0, epochs) if (wall is not None or epochs) else None
 
 
 def precision_of(run: dict) -> str | None:

@@ -49,7 +49,7 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
              .reindex(order).reset_index())
     table["remaining"] = table["planned"] - table["done"]
     trained = ok[ok["run"].isin(set(planned.loc[planned["trains"], "run"]))]
-    wall = trained["wall_time_s"].dropna()
+    wall = trained["cost_s"].dropna()
     left = int((planned["trains"] & ~planned["done"]).sum())
     text = (f"Progress of the {profile} profile of study.yaml ({profile} scale, runs that train or evaluate; "
             f"{int(planned['done'].sum())} of {len(planned)} done):\n\n" + to_md(table) + "\n")
@@ -67,6 +67,13 @@ def _num(value, digits: int = 1) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
 
 
+def _cost(run: pd.Series) -> str:
+    """A run's wall time in minutes; a resumed run shows its epochs' sum and its last call's."""
+    if pd.notna(run["cost_s"]) and pd.notna(run["wall_time_s"]) and run["cost_s"] > run["wall_time_s"] + 1:
+        return f"{_num(run['cost_s'] / 60)} (resumed; last call {_num(run['wall_time_s'] / 60)})"
+    return _num(run["wall_time_s"] / 60)
+
+
 def runs_table(runs: pd.DataFrame) -> str:
     """Provenance of every run file: labels, status, scale, parameters, revision, device, wall time."""
     if runs.empty:
@@ -80,7 +87,7 @@ def runs_table(runs: pd.DataFrame) -> str:
         "seed": ordered["seed"].astype(str), "parameters (preset + changes)": ordered["parameters"],
         "code revision": "`" + ordered["code_revision"].fillna("?").astype(str).str[:12] + "`",
         "device": ordered["device"].fillna("—"), "torch": ordered["torch"].fillna("—"),
-        "wall time (min)": (ordered["wall_time_s"] / 60).map(_num), "started": ordered["started"].fillna("—")})
+        "wall time (min)": [_cost(r) for _, r in ordered.iterrows()], "started": ordered["started"].fillna("—")})
     commands = "\n".join(f"- {r['run']}: `{r['command']}`" for _, r in ordered.iterrows() if r["command"])
     return to_md(table) + ("\nCommand that reproduces each run:\n\n" + commands + "\n" if commands else "")
 
@@ -103,7 +110,7 @@ def performance_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> str:
         "train s / head-B epoch": per_epoch[per_epoch["heads_trained"] == "B"].groupby(keys)["train_s"].median(),
         "eval s / epoch": grouped["eval_s"].median(), "pairs/s": grouped["pairs_per_s"].median(),
         "peak memory (MB)": grouped["peak_mem_mb"].median()})
-    wall = runs[runs["run"].isin(per_epoch["run"])].groupby(keys, dropna=False)["wall_time_s"].median() / 60
+    wall = runs[runs["run"].isin(per_epoch["run"])].groupby(keys, dropna=False)["cost_s"].median() / 60
     table["wall time / run (min)"] = wall
     for column, digits in (("train s / head-A epoch", 1), ("train s / head-B epoch", 1), ("eval s / epoch", 1),
                            ("pairs/s", 1), ("peak memory (MB)", 0), ("wall time / run (min)", 1)):
