@@ -435,3 +435,25 @@ def test_a_resumed_run_costs_the_sum_of_its_epochs(tmp_path):
         v for k, v in cells.items() if "faithful" in k)
     assert "0.2" in next(v for k, v in cells.items() if "kmeans" in k)
     assert "median 5 min each" in tables_runs.progress(frame, REPO / "study.yaml", profile="cpu")
+
+
+def test_convergence_share_of_the_loss_drop_in_the_last_quarter(book):
+    """Head B logs at epochs 2, 4, ..., 12: losses -1, -2, -3, -3.5, -3.9, -4.0 -> the last quarter (after epoch 9)
+    holds (-3.5 - -4.0) / 3.0 = 17 % of the drop for seed 0; seed 1 is flat from epoch 8 (0 %)."""
+    runs = book / "book" / "runs"
+    for seed, tail in ((0, [-3.5, -3.9, -4.0]), (1, [-4.0, -4.0, -4.0])):
+        hist = history([0.5] * 12)
+        losses_b = [-1.0, -2.0, -3.0] + tail
+        for record in hist["epochs"]:
+            e = record["epoch"]
+            record["loss_b"] = losses_b[e // 2 - 1] if e % 2 == 0 else None
+            record["loss_a"] = -0.1 * e if e % 2 else None
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3",
+                  seed=seed, selection=selection(0.5), history=hist)
+    text = generate(book)["epoch_curves.md"]
+    assert row(text, "CamVid-3")  # the accuracy table
+    lines = [line for line in text.splitlines() if line.startswith("| CamVid-3") and "%" in line]
+    b = next(line for line in lines if "| B " in line)
+    a = next(line for line in lines if "| A " in line)
+    assert "17 %, 0 %" in b and "| no " in b
+    assert "20 %, 20 %" in a and "| no " in a  # A: -0.1 .. -1.1 at epochs 1 .. 11; epoch 9 -> 11: 0.2 of 1.0

@@ -133,7 +133,7 @@ def generate(runs_dir: Path, out_dir: Path, *, reference: Path, manifest: Path, 
         + ("\n" + fig.markdown(losses, "Training loss per epoch (IIC loss with the head's lambda), band over "
                                 "seeds; shaded: the last quarter of training, where a converged run is flat",
                                 missing="") if losses else "")
-        + "\n" + tables.epoch_table(epochs, ref),
+        + "\n" + tables.epoch_table(epochs, ref) + "\n" + tables.convergence_table(epochs, ref),
         "performance_runs.md": tables_runs.performance_runs(epochs, provenance),
         "performance_bench.md": bench_tables.performance_bench(benchmarks),
         "performance_original.md": bench_tables.performance_original(ref),

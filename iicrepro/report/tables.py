@@ -270,3 +270,43 @@ def epoch_table(epochs: pd.DataFrame, reference) -> str:
     table = table.reset_index()
     table["dataset"] = table["dataset"].map(labels(reference)).fillna(table["dataset"])
     return to_md(table)
+
+
+FLAT_SHARE = 0.10  # a loss curve counts as flat when its last quarter holds less than this share of its drop
+
+
+def _last_quarter_share(curve: pd.DataFrame, last_epoch: float) -> float | None:
+    """Share of a run's loss drop (first to last logged epoch) that happened in the last quarter of training:
+    from the last value logged at or before epoch 0.75 E to the last value (curve: epoch, loss; sorted)."""
+    before = curve[curve["epoch"] <= 0.75 * last_epoch]
+    drop = curve["loss"].iloc[0] - curve["loss"].iloc[-1]
+    if before.empty or len(curve) < 2 or drop <= 0:
+        return None
+    return float((before["loss"].iloc[-1] - curve["loss"].iloc[-1]) / drop)
+
+
+def convergence_table(epochs: pd.DataFrame, reference) -> str:
+    """Per main-table dataset, variant and head: the share of the training-loss drop in the last quarter,
+    mean over seeds, and whether that is flat (below FLAT_SHARE), the criterion of the CPU scale's epochs."""
+    main = epochs[(epochs["group"] == "main") & (epochs["epoch"] > 0)].drop_duplicates(["run", "epoch"])
+    if main.empty:
+        return ""
+    rows = []
+    for head, column in (("A", "loss_a"), ("B", "loss_b")):
+        for (dataset, variant, run), group in main.groupby(["dataset", "variant", "run"]):
+            curve = group[["epoch", column]].dropna().rename(columns={column: "loss"}).sort_values("epoch")
+            share = _last_quarter_share(curve, group["epoch"].max())
+            if share is not None:
+                rows.append({"dataset": dataset, "variant": variant, "head": head, "share": share})
+    if not rows:
+        return ""
+    shares = pd.DataFrame(rows).groupby(["dataset", "variant", "head"])["share"]
+    table = pd.DataFrame({"seeds": shares.size().astype(str),
+                          "last quarter's share of the loss drop (per seed)": shares.agg(
+                              lambda v: ", ".join(f"{100 * x:.0f} %" for x in v)),
+                          "flat (every seed below " + f"{100 * FLAT_SHARE:.0f} %)": shares.agg(
+                              lambda v: "yes" if (v < FLAT_SHARE).all() else "no")}).reset_index()
+    table["dataset"] = table["dataset"].map(labels(reference)).fillna(table["dataset"])
+    return ("Convergence, from the same histories: how much of each head's training-loss drop (first to last "
+            "epoch it trained) happened in the last quarter of training (the shaded span above).\n\n"
+            + to_md(table))
