@@ -396,7 +396,7 @@ def test_progress_counts_the_profile_plan_against_ok_run_files(tmp_path):
     assert row(text, "main")[1:] == [str(main), "1", str(main - 1)]
     assert row(text, "baseline-kmeans")[1:] == [str(kmeans), "1", str(kmeans - 1)]
     trains_left = sum(r.notebook.endswith("train.ipynb") for r in plan) - 1
-    assert f"median 50 min each" in text and f"the {trains_left} training runs left" in text
+    assert "The one IIC training run done took 50 min" in text and f"the {trains_left} training runs left" in text
     assert f"2 of {len(plan)} done" in text
     assert tables_runs.progress(frame, tmp_path / "missing.yaml") == ""
 
@@ -434,7 +434,7 @@ def test_a_resumed_run_costs_the_sum_of_its_epochs(tmp_path):
     assert [c for c in cells if "faithful" in c] and "5.0 (resumed; last call 1.7)" in next(
         v for k, v in cells.items() if "faithful" in k)
     assert "0.2" in next(v for k, v in cells.items() if "kmeans" in k)
-    assert "median 5 min each" in tables_runs.progress(frame, REPO / "study.yaml", profile="cpu")
+    assert "run done took 5 min" in tables_runs.progress(frame, REPO / "study.yaml", profile="cpu")
 
 
 def test_convergence_share_of_the_loss_drop_in_the_last_quarter(book):
@@ -457,3 +457,68 @@ def test_convergence_share_of_the_loss_drop_in_the_last_quarter(book):
     a = next(line for line in lines if "| A " in line)
     assert "17 %, 0 %" in b and "| no " in b
     assert "20 %, 20 %" in a and "| no " in a  # A: -0.1 .. -1.1 at epochs 1 .. 11; epoch 9 -> 11: 0.2 of 1.0
+
+
+def small_cpu_study(root: Path, seeds: list[int]) -> Path:
+    """A manifest with a cpu profile and one IIC run (camvid3-faithful) over the given seeds."""
+    (root / "notebooks").mkdir()
+    shutil.copy(REPO / "notebooks" / "train.ipynb", root / "notebooks" / "train.ipynb")
+    manifest = {"seeds": seeds, "notebooks": {"train": "notebooks/train.ipynb"}, "profiles": {"cpu": {"out": "runs"}},
+                "runs": [{"name": "camvid3-faithful", "study_group": "main", "variant": "faithful",
+                          "params": {"preset": "camvid3"}}]}
+    (root / "study.yaml").write_text(yaml.safe_dump(manifest))
+    return root / "study.yaml"
+
+
+@pytest.mark.parametrize("seeds, says", [
+    ([0, 1], "The one IIC training run done took 50 min (device: cpu); at that rate the 1 training run left needs "
+             "about 50 min on the same machine"),
+    ([0], "The one IIC training run done took 50 min (device: cpu); no training run is left."),
+])
+def test_progress_sentence_reads_right_for_one_run_and_none_left(tmp_path, seeds, says):
+    from iicrepro.report import load, tables_runs
+
+    manifest = small_cpu_study(tmp_path, seeds)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="cpu",
+              wall_time_s=3000.0)
+    text = tables_runs.progress(report_frame.runs_frame(load.read_runs(runs, pages_dir=tmp_path)), manifest)
+    assert says in text and "0 hours" not in text and "1 training runs" not in text
+
+
+def test_convergence_counts_a_loss_that_rises_late_as_not_flat(book):
+    """Head B falls 1.0 over training but rises 0.3 in the last quarter (share -30 %): not flat."""
+    runs = book / "book" / "runs"
+    hist = history([0.5] * 12)
+    losses_b = [-1.0, -1.5, -2.0, -2.3, -1.7, -2.0]  # epochs 2, 4, ..., 12; from epoch 8 (-2.3) to 12 (-2.0)
+    for record in hist["epochs"]:
+        e = record["epoch"]
+        record["loss_b"] = losses_b[e // 2 - 1] if e % 2 == 0 else None
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
+              selection=selection(0.5), history=hist)
+    b = next(line for line in generate(book)["epoch_curves.md"].splitlines()
+             if line.startswith("| CamVid-3") and "| B " in line)
+    assert "-30 %" in b and "| no " in b
+
+
+def test_a_cpu_run_and_a_full_run_of_one_name_are_two_curves(book):
+    """The cpu profile reuses the full profile's run names (book/runs/cpu/NAME.json): the convergence table
+    and the Performance timings must not splice the two histories into one."""
+    runs = book / "book" / "runs"
+    (runs / "cpu").mkdir()
+    full, cpu = history([0.5] * 12), history([0.5] * 12)
+    for record in cpu["epochs"]:
+        record["train_s"] = 100.0
+        e = record["epoch"]
+        record["loss_b"] = [-1.0, -2.0, -3.0, -3.5, -3.9, -4.0][e // 2 - 1] if e % 2 == 0 else None
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
+              selection=selection(0.5), history=full)
+    write_run(runs / "cpu", "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
+              selection=selection(0.5), history=cpu, profile="cpu")
+    out = generate(book)
+    b = next(line for line in out["epoch_curves.md"].splitlines() if line.startswith("| CamVid-3") and "| B " in line)
+    assert "17 %" in b  # the cpu curve alone: (-3.5 - -4.0) / 3.0
+    perf = {cells[4]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                          for line in out["performance_runs.md"].splitlines() if "faithful" in line)}
+    assert perf["cpu"][9:11] == ["100.0", "100.0"] and perf["full"][9:11] == ["15.0", "16.0"]  # train s / epoch

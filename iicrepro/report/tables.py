@@ -272,7 +272,8 @@ def epoch_table(epochs: pd.DataFrame, reference) -> str:
     return to_md(table)
 
 
-FLAT_SHARE = 0.10  # a loss curve counts as flat when its last quarter holds less than this share of its drop
+FLAT_SHARE = 0.10  # a loss curve counts as flat when its last quarter moves it by less than this share of
+#                    its drop, down or up (a loss that rises again late is not flat either)
 
 
 def _last_quarter_share(curve: pd.DataFrame, last_epoch: float) -> float | None:
@@ -287,13 +288,14 @@ def _last_quarter_share(curve: pd.DataFrame, last_epoch: float) -> float | None:
 
 def convergence_table(epochs: pd.DataFrame, reference) -> str:
     """Per main-table dataset, variant and head: the share of the training-loss drop in the last quarter,
-    mean over seeds, and whether that is flat (below FLAT_SHARE), the criterion of the CPU scale's epochs."""
-    main = epochs[(epochs["group"] == "main") & (epochs["epoch"] > 0)].drop_duplicates(["run", "epoch"])
+    per seed, and whether every seed is flat (share within +-FLAT_SHARE), the criterion of the CPU scale's epochs."""
+    # a run is its name and profile: the cpu profile reuses the full profile's run names
+    main = epochs[(epochs["group"] == "main") & (epochs["epoch"] > 0)].drop_duplicates(["run", "profile", "epoch"])
     if main.empty:
         return ""
     rows = []
     for head, column in (("A", "loss_a"), ("B", "loss_b")):
-        for (dataset, variant, run), group in main.groupby(["dataset", "variant", "run"]):
+        for (dataset, variant, _, _), group in main.groupby(["dataset", "variant", "profile", "run"]):
             curve = group[["epoch", column]].dropna().rename(columns={column: "loss"}).sort_values("epoch")
             share = _last_quarter_share(curve, group["epoch"].max())
             if share is not None:
@@ -305,7 +307,7 @@ def convergence_table(epochs: pd.DataFrame, reference) -> str:
                           "last quarter's share of the loss drop (per seed)": shares.agg(
                               lambda v: ", ".join(f"{100 * x:.0f} %" for x in v)),
                           "flat (every seed below " + f"{100 * FLAT_SHARE:.0f} %)": shares.agg(
-                              lambda v: "yes" if (v < FLAT_SHARE).all() else "no")}).reset_index()
+                              lambda v: "yes" if (v.abs() < FLAT_SHARE).all() else "no")}).reset_index()
     table["dataset"] = table["dataset"].map(labels(reference)).fillna(table["dataset"])
     return ("Convergence, from the same histories: how much of each head's training-loss drop (first to last "
             "epoch it trained) happened in the last quarter of training (the shaded span above).\n\n"

@@ -54,13 +54,23 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     text = (f"Progress of the {profile} profile of study.yaml ({profile} scale, runs that train or evaluate; "
             f"{int(planned['done'].sum())} of {len(planned)} done):\n\n" + to_md(table) + "\n")
     if len(wall):
-        done = f"{len(wall)} IIC training run{'s' if len(wall) > 1 else ''} done took"
-        text += (f"\nThe {done} a median {wall.median() / 60:.0f} min each "
-                 f"(device: {', '.join(sorted(set(trained['device'].dropna())))}); at that rate the {left} "
-                 f"training runs left need about {left * wall.median() / 3600:.0f} hours on the same machine, "
-                 "a lower bound: Dubai's crops are larger than CamVid's, and bf16 runs on a CPU without bf16 "
-                 "matrix units are far slower ({doc}`performance`).\n")
+        took = (f"The {len(wall)} IIC training runs done took a median {wall.median() / 60:.0f} min each"
+                if len(wall) > 1 else f"The one IIC training run done took {wall.median() / 60:.0f} min")
+        device = ", ".join(sorted(set(trained["device"].dropna())))
+        rest = ("no training run is left." if not left else
+                f"at that rate the {left} training run{'s' if left > 1 else ''} left need{'' if left > 1 else 's'} "
+                f"about {_hours(left * wall.median())} on the same machine, a lower bound: Dubai's crops "
+                "are larger than CamVid's, and bf16 runs on a CPU without bf16 matrix units are far slower "
+                "({doc}`performance`).")
+        text += f"\n{took} (device: {device}); {rest}\n"
     return text
+
+
+def _hours(seconds: float) -> str:
+    """"93 hours"; under 90 minutes in minutes ("40 min"), so that a short rest never reads "0 hours"."""
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} hours"
 
 
 def _num(value, digits: int = 1) -> str:
@@ -95,7 +105,7 @@ def runs_table(runs: pd.DataFrame) -> str:
 def performance_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> str:
     """Medians over epochs and seeds of the timings in the histories, per (group, variant, dataset, device)."""
     trained = epochs[(epochs["epoch"] > 0) & epochs["alias_of"].isna()]
-    per_epoch = trained.drop_duplicates(["run", "epoch"])
+    per_epoch = trained.drop_duplicates(["run", "profile", "epoch"])  # the cpu profile reuses the full one's names
     if per_epoch.empty:
         return "*Not measured: no run has finished yet (`iicrepro study run`).*\n"
     keys = ["group", "variant", "dataset", "device", "profile", "scale"]
