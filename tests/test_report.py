@@ -213,7 +213,7 @@ def test_full_profile_preferred_smoke_marked_and_profile_folders_read(book):
     write_run(runs / "cpu", "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
               selection=selection(0.5), profile="cpu")
     line = row(generate(book)["results_paper.md"], "CamVid-3 (analogue of COCO-Stuff-3)")
-    assert line[4] == "[50.0](runs/cpu/camvid3-faithful-s0.ipynb); (cpu)"
+    assert line[4] == "[50.0](runs/cpu/camvid3-faithful-s0.ipynb) (cpu profile)"
     write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
               selection=selection(0.7))
     out = generate(book)
@@ -455,8 +455,8 @@ def test_convergence_share_of_the_loss_drop_in_the_last_quarter(book):
     lines = [line for line in text.splitlines() if line.startswith("| CamVid-3") and "%" in line]
     b = next(line for line in lines if "| B " in line)
     a = next(line for line in lines if "| A " in line)
-    assert "17 %, 0 %" in b and "| no " in b
-    assert "20 %, 20 %" in a and "| no " in a  # A: -0.1 .. -1.1 at epochs 1 .. 11; epoch 9 -> 11: 0.2 of 1.0
+    assert "16.7 %, 0.0 %" in b and "| no " in b
+    assert "20.0 %, 20.0 %" in a and "| no " in a  # A: -0.1 .. -1.1 at epochs 1 .. 11; epoch 9 -> 11: 0.2 of 1.0
 
 
 def small_cpu_study(root: Path, seeds: list[int]) -> Path:
@@ -499,12 +499,13 @@ def test_convergence_counts_a_loss_that_rises_late_as_not_flat(book):
               selection=selection(0.5), history=hist)
     b = next(line for line in generate(book)["epoch_curves.md"].splitlines()
              if line.startswith("| CamVid-3") and "| B " in line)
-    assert "-30 %" in b and "| no " in b
+    assert "-30.0 %" in b and "| no " in b
 
 
 def test_a_cpu_run_and_a_full_run_of_one_name_are_two_curves(book):
     """The cpu profile reuses the full profile's run names (book/runs/cpu/NAME.json): the convergence table
-    and the Performance timings must not splice the two histories into one."""
+    shows the preferred (full) profile alone, as the table cells do, and the Performance timings keep both
+    apart; neither splices the two histories into one."""
     runs = book / "book" / "runs"
     (runs / "cpu").mkdir()
     full, cpu = history([0.5] * 12), history([0.5] * 12)
@@ -518,7 +519,7 @@ def test_a_cpu_run_and_a_full_run_of_one_name_are_two_curves(book):
               selection=selection(0.5), history=cpu, profile="cpu")
     out = generate(book)
     b = next(line for line in out["epoch_curves.md"].splitlines() if line.startswith("| CamVid-3") and "| B " in line)
-    assert "17 %" in b  # the cpu curve alone: (-3.5 - -4.0) / 3.0
+    assert "| 40.0 % " in b and "16.7" not in b  # the full curve alone: B at -0.1, -0.3, .., -1.1; (-0.7 - -1.1) / 1.0
     perf = {cells[4]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
                                           for line in out["performance_runs.md"].splitlines() if "faithful" in line)}
     assert perf["cpu"][9:11] == ["100.0", "100.0"] and perf["full"][9:11] == ["15.0", "16.0"]  # train s / epoch

@@ -170,6 +170,12 @@ def best_profile_rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame[frame["profile"] == best]
 
 
+def main_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch rows of the main table's runs, each (dataset, variant) at its preferred profile only, as
+    its table cells are: curves never pool a cpu-scale run with a full-scale one."""
+    return best_profile_rows(epochs[epochs["group"] == "main"], ["dataset", "variant"])
+
+
 def comparable_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, the rows of the profile its IIC runs have (else its preferred profile), so that IIC and
     the baselines are compared at one scale; a group without runs of that profile keeps its preferred one."""

@@ -10,7 +10,8 @@ import math
 
 import pandas as pd
 
-from iicrepro.report.frame import best_profile_rows, comparable_rows, preferred_profile, protocol_rows
+from iicrepro.report.frame import (best_profile_rows, comparable_rows, main_epochs, preferred_profile,
+                                   protocol_rows)
 from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, command_for, experiments, labels, manifest_cells)
 
 NOT_RUN = "*not run*"
@@ -52,12 +53,10 @@ def cell_text(rows: pd.DataFrame, *, metric: str = "acc", rule: str = "paper") -
     for status, failed in ran[ran["status"] != "ok"].groupby("status"):
         parts.append(f"**{status}**: " + ", ".join(link(seed_label(r), r) for _, r in failed.iterrows()))
     profile = preferred_profile(rows["profile"])
-    if profile != "full":
-        parts.append(f"({profile})")
     other = sorted(set(ok["split"].dropna()) - {"heldout"})
-    if rule != "paper" and other:
-        parts.append(f"(on {', '.join(other)})")
-    return "; ".join(parts)
+    notes = ([f"({profile} profile)"] if profile != "full" else []) + (
+        [f"(on {', '.join(other)})"] if rule != "paper" and other else [])
+    return " ".join(["; ".join(parts)] + notes)
 
 
 def cells(frame: pd.DataFrame, *, keys: list[str], rule: str, metric: str = "acc") -> pd.Series:
@@ -254,7 +253,8 @@ def lambda_quoted(reference) -> str:
 
 def epoch_table(epochs: pd.DataFrame, reference) -> str:
     """Head-B accuracy of the main runs' mean curve: first, best and last epoch per dataset, variant, split."""
-    main = epochs[(epochs["group"] == "main") & (epochs["head"] == "B") & (epochs["epoch"] > 0)]
+    main = main_epochs(epochs)
+    main = main[(main["head"] == "B") & (main["epoch"] > 0)]
     if main.empty:
         return "*Not run: no main run has finished yet; the curves come from the main runs' per-epoch history.*\n"
     curve = main.groupby(["dataset", "variant", "split", "epoch"])["acc"].mean().reset_index()
@@ -289,8 +289,8 @@ def _last_quarter_share(curve: pd.DataFrame, last_epoch: float) -> float | None:
 def convergence_table(epochs: pd.DataFrame, reference) -> str:
     """Per main-table dataset, variant and head: the share of the training-loss drop in the last quarter,
     per seed, and whether every seed is flat (share within +-FLAT_SHARE), the criterion of the CPU scale's epochs."""
-    # a run is its name and profile: the cpu profile reuses the full profile's run names
-    main = epochs[(epochs["group"] == "main") & (epochs["epoch"] > 0)].drop_duplicates(["run", "profile", "epoch"])
+    main = main_epochs(epochs)
+    main = main[main["epoch"] > 0].drop_duplicates(["run", "epoch"])  # one profile per (dataset, variant)
     if main.empty:
         return ""
     rows = []
@@ -305,10 +305,11 @@ def convergence_table(epochs: pd.DataFrame, reference) -> str:
     shares = pd.DataFrame(rows).groupby(["dataset", "variant", "head"])["share"]
     table = pd.DataFrame({"seeds": shares.size().astype(str),
                           "last quarter's share of the loss drop (per seed)": shares.agg(
-                              lambda v: ", ".join(f"{100 * x:.0f} %" for x in v)),
-                          "flat (every seed below " + f"{100 * FLAT_SHARE:.0f} %)": shares.agg(
+                              lambda v: ", ".join(f"{100 * x:.1f} %" for x in v)),
+                          f"flat (every seed within ±{100 * FLAT_SHARE:.0f} %)": shares.agg(
                               lambda v: "yes" if (v.abs() < FLAT_SHARE).all() else "no")}).reset_index()
     table["dataset"] = table["dataset"].map(labels(reference)).fillna(table["dataset"])
     return ("Convergence, from the same histories: how much of each head's training-loss drop (first to last "
-            "epoch it trained) happened in the last quarter of training (the shaded span above).\n\n"
+            "epoch it trained) happened in the last quarter of training (the shaded span above); negative: the "
+            "loss rose again. A seed whose loss did not fall at all is left out of its row.\n\n"
             + to_md(table))
