@@ -51,7 +51,7 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     trained = ok[ok["run"].isin(set(planned.loc[planned["trains"], "run"]))]
     wall = trained["cost_s"].dropna()
     left = int((planned["trains"] & ~planned["done"]).sum())
-    text = (f"Progress of the {profile} profile of study.yaml ({profile} scale, runs that train or evaluate; "
+    text = (f"Progress of the {profile} profile of study.yaml (every run it plans except those that reuse another run's results or need a download; "
             f"{int(planned['done'].sum())} of {len(planned)} done):\n\n" + to_md(table) + "\n")
     if len(wall):
         took = (f"The {len(wall)} IIC training runs done took a median {wall.median() / 60:.0f} min each"
@@ -59,9 +59,9 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
         device = ", ".join(sorted(set(trained["device"].dropna())))
         rest = ("no training run is left." if not left else
                 f"at that rate the {left} training run{'s' if left > 1 else ''} left need{'' if left > 1 else 's'} "
-                f"about {_hours(left * wall.median())} on the same machine, a lower bound: Dubai's crops "
-                "are larger than CamVid's, and bf16 runs on a CPU without bf16 matrix units are far slower "
-                "({doc}`performance`).")
+                f"about {_hours(left * wall.median())} on the same machine. That is an estimate from the runs done "
+                "so far, not a measurement: runs on larger crops (Dubai's) cost more, and bf16 runs on a CPU "
+                "without bf16 matrix units are far slower ({doc}`performance`).")
         text += f"\n{took} (device: {device}); {rest}\n"
     return text
 
