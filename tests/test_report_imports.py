@@ -7,7 +7,7 @@ from pathlib import Path
 from import_flow import assert_layers, assert_no_circles
 
 PACKAGE = Path(__file__).resolve().parents[1] / "iicrepro" / "report"
-LAYERS = [{"load"}, {"frame"}, {"tables"}, {"tables_runs", "bench_tables", "answer", "figures"}, {"pages"},
+LAYERS = [{"load"}, {"frame"}, {"tables"}, {"tables_runs", "tables_epochs", "bench_tables", "answer", "figures"}, {"pages"},
           {"__main__"}]
 
 

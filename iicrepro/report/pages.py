@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iicrepro.report import answer, bench_tables, figures, tables, tables_runs
+from iicrepro.report import answer, bench_tables, figures, tables, tables_epochs, tables_runs
 from iicrepro.report.frame import epochs_frame, results_frame, runs_frame
 from iicrepro.report.load import read_manifest, read_reference, read_runs
 
@@ -133,7 +133,7 @@ def generate(runs_dir: Path, out_dir: Path, *, reference: Path, manifest: Path, 
         + ("\n" + fig.markdown(losses, "Training loss per epoch (IIC loss with the head's lambda), band over "
                                 "seeds; shaded: the last quarter of training, where a converged run is flat",
                                 missing="") if losses else "")
-        + "\n" + tables.epoch_table(epochs, ref) + "\n" + tables.convergence_table(epochs, ref),
+        + "\n" + tables_epochs.epoch_table(epochs, ref) + "\n" + tables_epochs.convergence_table(epochs, ref),
         "performance_runs.md": tables_runs.performance_runs(epochs, provenance),
         "performance_bench.md": bench_tables.performance_bench(benchmarks),
         "performance_original.md": bench_tables.performance_original(ref),
