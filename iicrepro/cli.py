@@ -160,7 +160,7 @@ def _train(args: argparse.Namespace) -> int:
     (args.out / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
     history = fit(config, out_dir=args.out, resume=args.resume, progress=not args.no_progress,
                   train_set=train_set, eval_sets=eval_sets, max_batches=args.max_batches)
-    history = history.to_dict()  # fit wrote it to --out/history.json after every epoch if hasattr(history, "to_dict") else dict(history)
+    history = history.to_dict()  # fit wrote it to --out/history.json after every epoch
     for rule, chosen in history.get("selection", {}).items():
         print(f"{rule}: epoch {chosen.get('epoch')} acc {chosen.get('acc')} miou {chosen.get('miou')}")
     print(f"history: {args.out / HISTORY_NAME}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from iicrepro.report.frame import comparable_rows
-from iicrepro.report.load import experiments, labels
+from iicrepro.report.load import BASELINES, METHODS, experiments, labels
 from iicrepro.report.tables import to_md
 
 
@@ -111,7 +111,6 @@ def _others(frame: pd.DataFrame, reference: dict, *, skip: str) -> str:
     return ("Label-free gains over k-means on the other analogues: " + "; ".join(clauses) + ".") if clauses else ""
 
 
-BASELINES = (("baseline-kmeans", "k-means"), ("baseline-random", "random network"))
 PROTOCOLS = (("paper", "paper protocol"), ("last", "label-free (last epoch, held-out)"))
 
 
@@ -130,11 +129,11 @@ def beats_table(frame: pd.DataFrame, reference: dict) -> str:
     for row in experiments(reference):
         if not row.get("analogue_of"):
             continue
-        for group, name in BASELINES:
+        for group in BASELINES:
             cells = {rule: gain(frame, dataset=row["dataset"], rule=rule, baseline=group) for rule, _ in PROTOCOLS}
             if all(c.empty for c in cells.values()):
                 continue
-            rows.append({"analogue": names[row["dataset"]], "IIC against": name,
+            rows.append({"analogue": names[row["dataset"]], "IIC against": METHODS[group],
                          **{label: beats(cells[rule]) if len(cells[rule]) else "—" for rule, label in PROTOCOLS}})
     if not rows:
         return ""

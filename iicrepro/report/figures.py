@@ -15,7 +15,7 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
-from iicrepro.report.frame import comparable_rows, main_epochs
+from iicrepro.report.frame import comparable_rows, main_epoch_records, main_epochs
 from iicrepro.report.load import BASELINES, METHODS, experiments, labels
 
 matplotlib.use("Agg")
@@ -55,8 +55,7 @@ def epoch_curves(epochs: pd.DataFrame, reference: dict, path: Path) -> Path | No
 def loss_curves(epochs: pd.DataFrame, reference: dict, path: Path) -> Path | None:
     """Training loss per epoch of the main runs (head A on its epochs, head B on its), band of ±1 sd over
     seeds, the last quarter of training shaded: convergence means a flat curve there (issue 15)."""
-    main = main_epochs(epochs)
-    main = main[main["epoch"] > 0].drop_duplicates(["run", "epoch"]).copy()
+    main = main_epoch_records(epochs).copy()
     if main.empty:
         return None
     main["dataset"] = main["dataset"].map(labels(reference)).fillna(main["dataset"])

@@ -176,6 +176,12 @@ def main_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
     return best_profile_rows(epochs[epochs["group"] == "main"], ["dataset", "variant"])
 
 
+def main_epoch_records(epochs: pd.DataFrame) -> pd.DataFrame:
+    """main_epochs after training began, one row per run and epoch (the losses and timings of its record)."""
+    main = main_epochs(epochs)
+    return main[main["epoch"] > 0].drop_duplicates(["run", "epoch"])
+
+
 def comparable_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, the rows of the profile its IIC runs have (else its preferred profile), so that IIC and
     the baselines are compared at one scale; a group without runs of that profile keeps its preferred one."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iicrepro.report.frame import main_epochs
+from iicrepro.report.frame import main_epoch_records, main_epochs
 from iicrepro.report.load import labels
 from iicrepro.report.tables import pct, to_md
 
@@ -50,13 +50,12 @@ def _last_quarter_share(curve: pd.DataFrame, last_epoch: float) -> float | None:
 def convergence_table(epochs: pd.DataFrame, reference) -> str:
     """Per main-table dataset, variant and head: the share of the training-loss drop in the last quarter,
     per seed, and whether every seed is flat (share within +-FLAT_SHARE), the criterion of the CPU scale's epochs."""
-    main = main_epochs(epochs)
-    main = main[main["epoch"] > 0].drop_duplicates(["run", "epoch"])  # one profile per (dataset, variant)
+    main = main_epoch_records(epochs)  # one profile per (dataset, variant)
     if main.empty:
         return ""
     rows = []
     for head, column in (("A", "loss_a"), ("B", "loss_b")):
-        for (dataset, variant, _, _), group in main.groupby(["dataset", "variant", "profile", "run"]):
+        for (dataset, variant, _), group in main.groupby(["dataset", "variant", "run"]):
             curve = group[["epoch", column]].dropna().rename(columns={column: "loss"}).sort_values("epoch")
             share = _last_quarter_share(curve, group["epoch"].max())
             if share is not None:

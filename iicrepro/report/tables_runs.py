@@ -51,8 +51,9 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     trained = ok[ok["run"].isin(set(planned.loc[planned["trains"], "run"]))]
     wall = trained["cost_s"].dropna()
     left = int((planned["trains"] & ~planned["done"]).sum())
-    text = (f"Progress of the {profile} profile of study.yaml (every run it plans except those that reuse another run's results or need a download; "
-            f"{int(planned['done'].sum())} of {len(planned)} done):\n\n" + to_md(table) + "\n")
+    text = (f"Progress of the {profile} profile of study.yaml (every run it plans except those that reuse another "
+            f"run's results or need a download; {int(planned['done'].sum())} of {len(planned)} done):\n\n"
+            + to_md(table) + "\n")
     if len(wall):
         took = (f"The {len(wall)} IIC training runs done took a median {wall.median() / 60:.0f} min each"
                 if len(wall) > 1 else f"The one IIC training run done took {wall.median() / 60:.0f} min")
