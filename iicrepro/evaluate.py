@@ -41,10 +41,10 @@ def evaluate(net: torch.nn.Module, eval_set, *, config, device: torch.device, he
         x = network_input(images, sobel=config.sobel)  # (B_local, C', H, W)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            outputs = net(x, head=tuple(heads))  # {head: list of (B_local, K, H, W)}, one trunk pass
         for head in heads:
-            with autocast:
-                outputs = net(x, head=head)  # list of (B_local, K, H, W)
-            for cm, probs in zip(cms[head], outputs):
+            for cm, probs in zip(cms[head], outputs[head]):
                 cm.update(probs.argmax(dim=1), labels)
     net.train(was_training)
     result = {"b": None, "a": None}

@@ -109,6 +109,8 @@ class SegNet(nn.Module):
 
     forward(x, head="B") -> list (one per sub-head) of (B, K, H, W) probabilities at the input size,
     K = k_a for head "A" (overclustering), k_b for head "B" (evaluated).
+    forward(x, head=("B", "A")) -> {head: that list}: several heads on one trunk pass (evaluation; the
+    result equals one call per head, at the trunk cost of one).
     """
 
     def __init__(self, in_channels: int, k_a: int, k_b: int, num_subheads: int = 1,
@@ -126,9 +128,9 @@ class SegNet(nn.Module):
             for name, k in self.k.items()})
         _init_weights(self)
 
-    def _check_input(self, x: torch.Tensor, head: str) -> None:
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    def _check_input(self, x: torch.Tensor, heads: tuple) -> None:
+        if not heads or any(h not in HEADS for h in heads):
+            raise ValueError(f"head must be one of {HEADS} or a tuple of them, got {heads!r}")
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected x of shape (B, in_channels={self.in_channels}, H, W), "
                              f"got {tuple(x.shape)}")
@@ -144,10 +146,12 @@ class SegNet(nn.Module):
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return F.softmax(logits, dim=1)  # (B, K, H, W)
 
-    def forward(self, x: torch.Tensor, head: str = "B") -> list[torch.Tensor]:
-        self._check_input(x, head)
+    def forward(self, x: torch.Tensor, head: str | tuple = "B") -> list[torch.Tensor] | dict:
+        heads = (head,) if isinstance(head, str) else tuple(head)
+        self._check_input(x, heads)
         features = self.trunk(x)  # (B, 512, H//2 - 4, W//2 - 4)
-        return [self._subhead(conv, features, x.shape[-2:]) for conv in self.heads[head]]
+        outputs = {h: [self._subhead(conv, features, x.shape[-2:]) for conv in self.heads[h]] for h in heads}
+        return outputs[head] if isinstance(head, str) else outputs
 
 
 def complexity(model: SegNet, in_channels: int, input_size, head: str = "B") -> dict:

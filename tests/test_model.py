@@ -63,6 +63,20 @@ def test_forward_probabilities(mode):
     assert not torch.equal(net(x)[0], net(x)[1])  # sub-heads are independent
 
 
+@pytest.mark.parametrize("mode", ["faithful", "clean"])
+def test_several_heads_share_one_trunk_pass(mode):
+    net = small_net(num_subheads=2, mode=mode).eval()
+    x = torch.rand(2, 5, 24, 24)
+    calls = []
+    hook = net.trunk.register_forward_hook(lambda *_: calls.append(1))
+    both = net(x, head=("B", "A"))
+    assert len(calls) == 1 and list(both) == ["B", "A"]
+    hook.remove()
+    for head in ("A", "B"):
+        for shared, alone in zip(both[head], net(x, head=head)):
+            assert torch.equal(shared, alone)
+
+
 def test_faithful_matches_manual_and_has_uniform_border():
     net = small_net().eval()
     x = torch.rand(2, 5, 24, 24)
@@ -167,5 +181,9 @@ def test_bad_input():
         net(torch.rand(2, 5, 8, 8))
     with pytest.raises(ValueError, match="head"):
         net(torch.rand(2, 5, 24, 24), head="C")
+    with pytest.raises(ValueError, match="head"):
+        net(torch.rand(2, 5, 24, 24), head=("B", "C"))
+    with pytest.raises(ValueError, match="head"):
+        net(torch.rand(2, 5, 24, 24), head=())
     with pytest.raises(ValueError, match="mode"):
         SegNet(5, 7, 3, mode="other")
