@@ -14,7 +14,11 @@ Manifest (YAML, paths relative to its folder, the repository root):
   runs: - {name, notebook, study_group, variant, params: {...}, seeds?, requires?, commands?, alias_of?}
 A run's params are notebook parameters (its `parameters` cell) or any RunConfig field (passed through the
 notebook's `overrides` parameter). `requires: download` runs are written as "not run" with their commands;
-`alias_of: NAME` runs reuse another run's results under another (study_group, variant) label.
+`alias_of: NAME` runs reuse another run's results under another (study_group, variant) label. A run
+whose resolved parameters equal an earlier run's in the chosen profile (same notebook, configuration,
+seed and other parameters) becomes that run's alias too: e.g. at the CPU scale, where every run trains
+with batch 32, the 100 % run of the dataset-size ablation *is* the faithful main run, and is not trained
+twice (`implicit_aliases`).
 Execution (papermill, run files, skip-if-unchanged) lives in iicrepro.runner.
 """
 from __future__ import annotations
@@ -203,6 +207,7 @@ def load_study(manifest: str | Path = "study.yaml", *, profile: str = "full", ou
     unknown = set(chosen) - PROFILE_KEYS
     if unknown:
         _fail(f"profile {profile!r}", f"unknown key(s) {sorted(unknown)}: expected {sorted(PROFILE_KEYS)}")
+    study.runs = implicit_aliases(study.runs)
     names = [run.name for run in study.runs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -211,6 +216,36 @@ def load_study(manifest: str | Path = "study.yaml", *, profile: str = "full", ou
         if run.alias_of and run.alias_of not in names:
             _fail(f"run {run.name!r}", f"alias_of names no run of the manifest: {run.alias_of!r}")
     return study
+
+
+def _resolved(run: Run) -> tuple:
+    """What a run computes: its notebook, its full configuration and its other parameters (hashable)."""
+    params = _flatten(run.params)
+    config = make_config(preset=params.get("preset"),
+                         **{k: v for k, v in params.items() if k in FIELDS and k != "preset" and v is not None})
+    others = {k: v for k, v in params.items() if k not in FIELDS}
+    return run.notebook, params.get("preset"), repr(config), json.dumps(others, sort_keys=True, default=str)
+
+
+def implicit_aliases(runs: list[Run]) -> list[Run]:
+    """Each run that computes exactly what an earlier run computes becomes an alias of it (same seed).
+
+    Runs that wait for a download, and explicit aliases, are left as they are.
+    """
+    first: dict[tuple, str] = {}
+    out = []
+    for run in runs:
+        if run.alias_of or run.requires:
+            out.append(run)
+            continue
+        key = _resolved(run)
+        if key in first:
+            run = Run(name=run.name, notebook="", params={"seed": run.seed}, study_group=run.study_group,
+                      variant=run.variant, seed=run.seed, alias_of=first[key])
+        else:
+            first[key] = run.name
+        out.append(run)
+    return out
 
 
 def _check_profile(data: dict, chosen: dict, profile: str, study: Study) -> None:

@@ -259,6 +259,31 @@ def test_modules_left_out_of_the_fingerprint_are_not_used_by_runs():
                 f"{rel} uses {name}, which the run fingerprint leaves out"
 
 
+def test_a_run_that_computes_what_an_earlier_one_computes_becomes_its_alias(root):
+    runs = [entry(name="main", params={"preset": "camvid3", "epochs": 3}),
+            entry(name="same", params={"preset": "camvid3", "epochs": 3, "data_fraction": 1.0}),  # the default
+            entry(name="other", params={"preset": "camvid3", "epochs": 3, "data_fraction": 0.5}),
+            entry(name="later", params={"preset": "camvid3", "epochs": 4})]
+    profiles = {"full": {"out": "out/full"}, "short": {"out": "out/short", "params": {"epochs": 3}}}
+    full = {r.name: r for r in study.load_study(write_manifest(root, runs, profiles), profile="full").runs}
+    assert full["same-s1"].alias_of == "main-s1" and full["same-s1"].variant == "faithful"
+    assert not any(full[f"{n}-s1"].alias_of for n in ("main", "other", "later"))
+    short = {r.name: r for r in study.load_study(root / "study.yaml", profile="short").runs}
+    assert short["later-s2"].alias_of == "main-s2"  # the profile's epochs make it the same run
+    assert short["other-s2"].alias_of is None
+    results = run(study.load_study(root / "study.yaml", profile="short"), ["main-s0", "same-s0"])
+    assert results["same-s0"][0] == "alias"
+
+
+def test_cpu_scale_size_100_runs_are_the_main_runs():
+    cpu = {r.name: r for r in study.load_study(REPO / "study.yaml", profile="cpu").runs}
+    assert cpu["camvid3-size-100-s0"].alias_of == "camvid3-faithful-s0"
+    assert cpu["dubai3-size-100-s2"].alias_of == "dubai3-faithful-s2"
+    assert cpu["camvid3-size-50-s0"].alias_of is None and cpu["camvid3-precision-fp32-s0"].alias_of is None
+    full = {r.name: r for r in study.load_study(REPO / "study.yaml", profile="full").runs}
+    assert full["camvid3-size-100-s0"].alias_of is None  # batch 32 there, the preset's 120 in the main run
+
+
 def test_profile_scale_halves_crop_prescale_and_d_and_scales_epochs():
     from iicrepro.study import scaled
 
