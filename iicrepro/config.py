@@ -120,6 +120,8 @@ class RunConfig:
     compile: bool = False  # torch.compile the network
     checkpointing: bool = False  # activation checkpointing of the trunk (saves memory, costs speed)
     eval_batch_size: int = 64  # images per evaluation batch
+    eval_every: int = 1  # evaluate after every N-th epoch and after the last; skipped epochs have eval {}
+    #   (the dataset-size ablation: N = 1 / fraction, so every size is scored after the same training images)
     num_workers: int = 0  # DataLoader workers for datasets that do not live in device memory
 
     def __post_init__(self) -> None:
@@ -159,6 +161,8 @@ def _validate(cfg: RunConfig) -> None:
         (cfg.batch_size >= 1, f"batch_size={cfg.batch_size}: expected >= 1"),
         (cfg.lr > 0, f"lr={cfg.lr}: expected > 0"),
         (cfg.epochs >= 1, f"epochs={cfg.epochs}: expected >= 1"),
+        (isinstance(cfg.eval_every, int) and cfg.eval_every >= 1, f"eval_every={cfg.eval_every!r}: expected an "
+                                                                   f"integer >= 1"),
     ]
     for ok, message in checks:
         if not ok:

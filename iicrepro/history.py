@@ -3,7 +3,7 @@
 Paper protocol: the best epoch by head-B accuracy on the "paper_eval" split (labels choose the epoch,
 transductive, as the authors' reported maxima; facts section 1). Label-free protocol: the last epoch, or
 the epoch of lowest head-B training loss, scored on the "heldout" split where the dataset has one (else
-on paper_eval, and the entry says so).
+on paper_eval, and the entry says so). With eval_every > 1 both rules choose among the evaluated epochs.
 """
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ def select_epochs(history) -> dict:
     if paper_split is None:  # nothing was evaluated
         return {}
     best = max(epochs, key=lambda r: (_acc(r, paper_split), -r["epoch"]))  # ties: earliest epoch
-    trained_b = [r for r in epochs if r.get("loss_b") is not None] or epochs
+    scored = [r for r in epochs if r["eval"]]  # every epoch unless eval_every > 1; the last always
+    trained_b = [r for r in scored if r.get("loss_b") is not None] or scored
     lowest = min(trained_b, key=lambda r: (r["loss_b"] if r.get("loss_b") is not None else math.inf,
                                            r["epoch"]))
     return {

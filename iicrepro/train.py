@@ -59,6 +59,11 @@ def loss_mask(labels: torch.Tensor, family: str, *, from_labels: bool | None = N
     return labels != 255 if from_labels else None  # (B, H, W)
 
 
+def evaluated(config, epoch: int) -> bool:
+    """Whether ``epoch`` (1-based) is evaluated: every ``eval_every``-th epoch and the last one."""
+    return epoch % config.eval_every == 0 or epoch == config.epochs
+
+
 def heads_for_epoch(config, epoch: int) -> list[str]:
     """Heads trained in ``epoch`` (1-based), in order."""
     if not config.overcluster:
@@ -245,7 +250,7 @@ def _run_epoch(engine: _Engine, epoch: int, train_set, eval_sets: dict, *, max_b
     if engine.device.type == "cuda":
         torch.cuda.synchronize(engine.device)
     train_s = time.perf_counter() - start
-    record["eval"] = _evaluate_all(engine, eval_sets)
+    record["eval"] = _evaluate_all(engine, eval_sets) if evaluated(engine.config, epoch) else {}
     wall_s = time.perf_counter() - start
     record.update(wall_s=wall_s, train_s=train_s, eval_s=wall_s - train_s,
                   pairs_per_s=pairs / train_s if train_s > 0 else None,

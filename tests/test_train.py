@@ -100,6 +100,18 @@ def test_released_schedule_and_single_head():
     assert record["eval"]["heldout"]["a"] is None
 
 
+def test_eval_every_skips_epochs_and_leaves_training_unchanged():
+    every = tiny_fit(tiny_config(epochs=3))
+    sparse = tiny_fit(tiny_config(epochs=3, eval_every=2))
+    assert [bool(r["eval"]) for r in sparse["epochs"]] == [False, True, True]  # epoch 2, and the last
+    for a, b in zip(every["epochs"], sparse["epochs"]):
+        assert (a["loss_a"], a["loss_b"]) == (b["loss_a"], b["loss_b"])  # evaluation draws no random numbers
+    assert sparse["epochs"][1]["eval"] == every["epochs"][1]["eval"]
+    assert sparse["selection"]["paper"]["epoch"] in (2, 3) and sparse["selection"]["last"]["epoch"] == 3
+    with pytest.raises(ValueError, match="eval_every=0"):
+        tiny_config(eval_every=0)
+
+
 def test_seed_makes_cpu_runs_deterministic(two_epochs):
     history, _ = two_epochs
     again = tiny_fit(tiny_config(epochs=1))
@@ -199,6 +211,9 @@ def test_select_epochs_rules():
         del r["eval"]["heldout"]
     assert select_epochs(history)["last"]["split"] == "paper_eval"
     assert select_epochs(History(epochs=[])) == {}
+    history["epochs"][2]["eval"] = {}  # eval_every > 1: epoch 3, of the lowest loss, was not evaluated
+    chosen = select_epochs(history)
+    assert chosen["lowest_loss"]["epoch"] == 4 and chosen["paper"]["epoch"] == 2
 
 
 def test_history_json_written_after_every_epoch(tmp_path, monkeypatch):
