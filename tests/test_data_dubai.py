@@ -38,6 +38,18 @@ def test_patches_shapes_and_labels(dubai_root):
     assert np.array_equal(full.labels[2].numpy(), stripes)
 
 
+def test_patch_side_follows_the_prescale(dubai_root, monkeypatch):
+    assert (dubai.patch_side(0.5), dubai.patch_side(0.25), dubai.patch_side(0.25, 50)) == (200, 100, 50)
+    with pytest.raises(ValueError, match="patch=0"):
+        dubai.patch_side(0.5, 0)
+    monkeypatch.setattr(dubai, "PATCH_SOURCE_PIXELS", 40)  # the fixture's images are 84x100
+    half = load_split("dubai5", "all", root=dubai_root, prescale=0.5)  # 42x50 -> patches of 20
+    whole = load_split("dubai5", "all", root=dubai_root, prescale=1.0)  # 84x100 -> patches of 40
+    assert half.images.shape[1:] == (3, 20, 20) and whole.images.shape[1:] == (3, 40, 40)
+    assert half.ids == whole.ids  # the same ground, patch by patch, at both scales
+    assert load_split("dubai5", "all", root=dubai_root, prescale=1.0, patch=20).images.shape[1:] == (3, 20, 20)
+
+
 def test_image_split_is_seeded_stratified_and_disjoint(dubai_root):
     train = load_split("dubai3", "train", root=dubai_root, seed=0, heldout_per_tile=1, **OPTS)
     held = load_split("dubai3", "heldout", root=dubai_root, seed=0, heldout_per_tile=1, **OPTS)

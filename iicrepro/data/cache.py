@@ -89,8 +89,8 @@ def load_cached(dataset: str, split: str, cache, *, prescale: float | None = Non
         records = records[:max_images]
     images, labels = _decode_records(folder, manifest, records)
     info = dict(cache=str(folder), prescale=manifest["prescale"], paper_split=paper_split, options=options)
-    return build_set(dataset, split, images, labels, records, options=options, min_coverage=min_coverage,
-                     max_images=max_images, info=info)
+    return build_set(dataset, split, images, labels, records, options=options, prescale=manifest["prescale"],
+                     min_coverage=min_coverage, max_images=max_images, info=info)
 
 
 def _decode_records(folder: Path, manifest: dict, records: list[str]) -> tuple[list, list]:

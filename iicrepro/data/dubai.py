@@ -10,7 +10,10 @@ land (132,41,246), road (110,193,228), vegetation (254,221,58), water (226,169,4
   like Potsdam-3 merges Potsdam's six classes (facts section 3).
 
 Like Potsdam (halved, then cut into 200x200 patches), images are pre-scaled (default x0.5) and cut into
-patch x patch squares on a grid from the top-left corner, partial borders dropped.
+patch x patch squares on a grid from the top-left corner, partial borders dropped. The patch side follows
+the pre-scale (`patch=None`: 400 source pixels, 200 at x0.5, 100 at the CPU scale's x0.25), so a patch
+always covers the same ground, a crop of the preset's size (x0.5: 200; CPU scale: 100) is a whole patch
+as in Potsdam, and an epoch covers the whole training area at every scale; `patch=N` fixes it.
 
 Splits keep whole source images apart, so patches of one image never sit on both sides:
 - split_by="image" (default): a seeded choice of `heldout_per_tile` images of every tile is "heldout"
@@ -31,7 +34,8 @@ import numpy as np
 from .files import IGNORE, check_same_size, read_image
 
 MASK_FROM_LABELS = False  # Potsdam analogue: every pixel counts in the loss (masks all ones)
-OPTIONS = {"split_by": "image", "heldout_per_tile": 2, "heldout_tiles": 2, "seed": 0, "patch": 200}
+OPTIONS = {"split_by": "image", "heldout_per_tile": 2, "heldout_tiles": 2, "seed": 0, "patch": None}
+PATCH_SOURCE_PIXELS = 400  # Potsdam's cut: 200x200 patches of tiles halved; the Dubai patch at pre-scale p is 400 p
 LOAD_TIME_OPTIONS = tuple(OPTIONS)  # none of them changes the records a cache stores
 
 COLOURS = {  # RGB -> name, measured on the masks (data README)
@@ -146,8 +150,19 @@ def read(variant: str, source: Path, record: str) -> tuple[np.ndarray, np.ndarra
     return image, colours_to_ids(mask, variant, mask_path)
 
 
-def to_samples(images: list, labels: list, ids: list, *, patch: int = 200, **_: object) -> tuple[list, list, list]:
-    """Cut each (C, H, W) image / (H, W) label into patch x patch squares (grid from the top-left)."""
+def patch_side(prescale: float, patch: int | None = None) -> int:
+    """The patch side in pre-scaled pixels: ``patch`` when given, else 400 source pixels x ``prescale``."""
+    side = round(PATCH_SOURCE_PIXELS * prescale) if patch is None else patch
+    if not isinstance(side, int) or side < 1:
+        raise ValueError(f"Dubai patch={patch!r} at prescale {prescale}: expected a patch side >= 1 pixel")
+    return side
+
+
+def to_samples(images: list, labels: list, ids: list, *, prescale: float, patch: int | None = None,
+               **_: object) -> tuple[list, list, list]:
+    """Cut each (C, H, W) image / (H, W) label into patch x patch squares (grid from the top-left);
+    images already pre-scaled by ``prescale`` (the patch side follows it unless ``patch`` is given)."""
+    patch = patch_side(prescale, patch)
     out_images, out_labels, out_ids = [], [], []
     for image, label, rid in zip(images, labels, ids):
         rows, cols = label.shape[0] // patch, label.shape[1] // patch

@@ -43,8 +43,8 @@ def load_split(dataset: str, split: str, *, root=None, cache=None, prescale: flo
         records = records[:max_images]
     images, labels = read_records(dataset, source, records, prescale=prescale, progress=progress)
     info = dict(source=str(source), prescale=prescale, paper_split=paper_split, options=options)
-    return build_set(dataset, split, images, labels, records, options=options, min_coverage=min_coverage,
-                     max_images=max_images, info=info)
+    return build_set(dataset, split, images, labels, records, options=options, prescale=prescale,
+                     min_coverage=min_coverage, max_images=max_images, info=info)
 
 
 def coverage_counts(dataset: str, thresholds=(0.0, 0.5, 0.6, 0.75), *, split: str = "all",

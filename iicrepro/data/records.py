@@ -59,12 +59,13 @@ def read_records(dataset: str, source: Path, records: list[str], *, prescale: fl
 
 
 def build_set(dataset: str, split: str, images: list, labels: list, ids: list[str], *, options: dict,
-              min_coverage: float = 0.0, max_images: int | None = None, info: dict | None = None
-              ) -> SegmentationSet:
-    """Records -> samples (Dubai: patches) -> SegmentationSet, then the coverage filter and the cap."""
+              prescale: float, min_coverage: float = 0.0, max_images: int | None = None,
+              info: dict | None = None) -> SegmentationSet:
+    """Records (pre-scaled by ``prescale``) -> samples (Dubai: patches) -> SegmentationSet, then the coverage
+    filter and the cap."""
     family, spec = family_of(dataset), DATASETS[dataset]
     if hasattr(family, "to_samples"):
-        images, labels, ids = family.to_samples(images, labels, ids, **options)
+        images, labels, ids = family.to_samples(images, labels, ids, prescale=prescale, **options)
     data = make_set(dataset, split, images, labels, ids, class_names=spec.class_names,
                     mask_from_labels=family.MASK_FROM_LABELS, info=info, channels=spec.image_channels)
     data = filter_coverage(data, min_coverage)
