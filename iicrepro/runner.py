@@ -22,8 +22,8 @@ from iicrepro.revision import code_revision
 from iicrepro.study import RUNTIME_PARAMS, Run, Study, notebook_parameters
 
 KERNEL = "python3"  # the kernelspec of the environment's ipykernel (argv "python" = this interpreter)
-PROTECTED = {"name", "notebook", "profile", "status", "params", "fingerprint", "code_revision", "command",
-             "started", "wall_time_s", "study_group", "variant", "seed"}  # a notebook's metrics cannot replace
+PROTECTED = {"name", "notebook", "profile", "status", "params", "fingerprint", "checkpoint_key", "code_revision",
+             "command", "started", "wall_time_s", "study_group", "variant", "seed"}  # a notebook's metrics cannot replace
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -65,12 +65,24 @@ def code_hash(root: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(run: Run, root: Path, package_hash: str) -> str:
+def fingerprint(run: Run, root: Path, package_hash: str, *, params: dict | None = None) -> str:
     """Hash of what determines a run's result: parameters, notebook template, package code."""
-    digest = hashlib.sha256(json.dumps(run.params, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(json.dumps(run.params if params is None else params, sort_keys=True,
+                                       default=str).encode())
     digest.update((root / run.notebook).read_bytes())
     digest.update(package_hash.encode())
     return digest.hexdigest()[:16]
+
+
+def checkpoint_key(run: Run, root: Path, package_hash: str) -> str:
+    """The fingerprint without the number of epochs: the name of a run's checkpoint folder. Training at a
+    constant learning rate does not depend on how many epochs follow, so a run given more epochs (its loss
+    was not yet flat) resumes from its last checkpoint instead of starting again, and ends as a run of that
+    length would (tested); a run given fewer epochs than its checkpoint holds is refused (iicrepro.train)."""
+    params = {k: v for k, v in run.params.items() if k != "epochs"}
+    if "overrides" in params:
+        params["overrides"] = {k: v for k, v in params["overrides"].items() if k != "epochs"}
+    return fingerprint(run, root, package_hash, params=params)
 
 
 def record_params(run: Run) -> dict:
@@ -136,8 +148,8 @@ def execute(run: Run, study: Study, record: dict, *, checkpoints: Path | None, l
     out_rel = os.path.relpath(study.out, study.root)
     metrics = study.out / f".{run.name}.metrics.json"
     runtime = {"metrics_path": os.path.join(out_rel, metrics.name)}
-    if checkpoints is not None:  # one folder per fingerprint: only the same parameters and code resume
-        folder = f"{run.name}-{record['fingerprint']}" if record.get("fingerprint") else run.name
+    if checkpoints is not None:  # one folder per checkpoint key: the same parameters (but epochs) and code
+        folder = f"{run.name}-{record['checkpoint_key']}" if record.get("checkpoint_key") else run.name
         runtime.update(out_dir=os.path.join(os.path.relpath(checkpoints, study.root), folder), resume=True)
     params = {**run.params, **{k: v for k, v in runtime.items() if k in accepted}}
     partial, final = study.out / f".{run.name}.part.ipynb", study.out / f"{run.name}.ipynb"
@@ -195,6 +207,7 @@ def run_one(run: Run, study: Study, *, force: bool, with_downloads: bool, checkp
     elif not force and old.get("status") == "ok" and old.get("fingerprint") == fp:
         return "skipped", old
     else:
+        record["checkpoint_key"] = checkpoint_key(run, study.root, package_hash)
         record = execute(run, study, record, checkpoints=checkpoints, log_output=log_output)
         action = record["status"]
     write_json(path, record)

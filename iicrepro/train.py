@@ -296,10 +296,15 @@ def _resume(engine: _Engine, path: Path) -> tuple[History, int]:
     if changed:
         raise ValueError(f"cannot resume from {path}: parameters {changed} differ from the checkpoint's "
                          f"(only {list(RESUMABLE_CHANGES)} may change)")
+    if state["epoch"] > engine.config.epochs:
+        raise ValueError(f"cannot resume from {path}: it holds epoch {state['epoch']}, past epochs="
+                         f"{engine.config.epochs} (a shorter run needs another out_dir)")
     engine.net.load_state_dict(state["model"])
     engine.optimiser.load_state_dict(state["optimiser"])
     ckpt.set_rng_state(state["rng"], engine.generators)
-    return History(state["history"]), state["epoch"] + 1
+    history = History(state["history"])
+    history["config"] = now  # e.g. more epochs: a finished run extended (constant lr: as if run that long)
+    return history, state["epoch"] + 1
 
 
 def _plain(value):

@@ -334,7 +334,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted
     monkeypatch.setenv("TOY_STOP_AT", "3")
     [(_, action, record)] = runner.run_study(loaded, run, checkpoints=root / "ckpt")
     assert action == "failed"
-    folder = root / "ckpt" / f"toy-s0-{record['fingerprint']}"
+    folder = root / "ckpt" / f"toy-s0-{record['checkpoint_key']}"
     assert json.loads((folder / "state.json").read_text())["epoch"] == 2
     monkeypatch.delenv("TOY_STOP_AT")
     [(_, action, resumed)] = runner.run_study(loaded, run, checkpoints=root / "ckpt")
@@ -345,6 +345,20 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted
     (root / "iicrepro" / "code.py").write_text("x = 2\n")  # other code: another folder, no resume
     [(_, _, changed)] = runner.run_study(study.load_study(manifest), run, checkpoints=root / "ckpt", force=True)
     assert changed["fingerprint"] != record["fingerprint"] and changed["resumed_from"] == 0
+
+
+def test_a_run_given_more_epochs_continues_from_its_last_checkpoint(root):
+    write_notebook(root / "nb" / "toy.ipynb", params=RESUMABLE_PARAMS, cells=(RESUMABLE_WORK, RESUMABLE_SAVE))
+    short = study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "epochs": 2})], seeds=[0]))
+    [(_, action, first)] = runner.run_study(short, short.runs, checkpoints=root / "ckpt")
+    assert action == "ok" and first["resumed_from"] == 0
+    longer = study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "epochs": 4})], seeds=[0]))
+    [(_, action, extended)] = runner.run_study(longer, longer.runs, checkpoints=root / "ckpt")
+    assert action == "ok" and extended["resumed_from"] == 2  # epochs 3 and 4 only
+    assert extended["fingerprint"] != first["fingerprint"] and extended["checkpoint_key"] == first["checkpoint_key"]
+    [(_, _, fresh)] = runner.run_study(longer, longer.runs, checkpoints=root / "fresh", force=True)
+    assert fresh["resumed_from"] == 0
+    assert extended["selection"]["paper"]["acc"] == pytest.approx(fresh["selection"]["paper"]["acc"])
 
 
 def test_profile_defaults_fill_only_what_a_run_leaves_unset(root):

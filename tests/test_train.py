@@ -138,6 +138,14 @@ def test_resume_equals_uninterrupted(two_epochs, tmp_path):
     assert len(done["epochs"]) == 2
 
 
+def test_extended_run_records_its_new_length_and_a_shorter_one_is_refused(tmp_path):
+    tiny_fit(tiny_config(epochs=1), out_dir=tmp_path)
+    extended = tiny_fit(tiny_config(epochs=2), out_dir=tmp_path, resume=True)
+    assert extended["config"]["epochs"] == 2 and len(extended["epochs"]) == 2
+    with pytest.raises(ValueError, match=r"holds epoch 2, past epochs=1"):
+        tiny_fit(tiny_config(epochs=1), out_dir=tmp_path, resume=True)
+
+
 def test_resume_refuses_other_parameters(two_epochs):
     _, out = two_epochs
     with pytest.raises(ValueError, match="lr"):
