@@ -112,8 +112,9 @@ def _add_study(sub) -> None:
     run = actions.choices["run"]
     run.add_argument("--force", action="store_true", help="rerun even when parameters and code are unchanged")
     run.add_argument("--with-downloads", action="store_true", help="also run the runs marked `requires: download`")
-    run.add_argument("--checkpoints", type=Path, help="keep checkpoints in CHECKPOINTS/NAME-FINGERPRINT and resume "
-                     "from them (default: checkpoints/PROFILE; an interrupted run continues from its last epoch)")
+    run.add_argument("--checkpoints", type=Path, help="keep checkpoints in CHECKPOINTS/NAME-KEY (KEY: the fingerprint "
+                     "without epochs) and resume from them (default: checkpoints/PROFILE; an interrupted run, or "
+                     "one given more epochs, continues from its last epoch)")
     run.add_argument("--no-checkpoints", action="store_true", help="keep no checkpoints (a rerun starts afresh)")
     run.add_argument("--log-output", action="store_true", help="echo the notebooks' output")
 

@@ -65,26 +65,26 @@ def select_epochs(history) -> dict:
     """The paper's and the label-free epoch choices of one run, each labelled with its rule and split.
 
     Returns {"paper": ..., "last": ..., "lowest_loss": ...}; each {rule, epoch, split, acc, miou,
-    per_class_iou} (+ "<paper split>_acc" when scored elsewhere). Empty dict before the first epoch.
+    per_class_iou} (+ "<paper split>_acc" when scored elsewhere). Empty dict before the first evaluated
+    epoch; mid-run (eval_every > 1) "last" is the last evaluated epoch.
     Splits: paper -> "paper_eval" (else the first evaluation set); label-free -> "heldout" where it was
     evaluated, else the paper split.
     """
-    epochs = history["epochs"]
-    if not epochs:
+    scored = [r for r in history["epochs"] if r["eval"]]  # every epoch unless eval_every > 1 (the last always)
+    if not scored:
         return {}
-    names = list(epochs[-1]["eval"])
+    names = list(scored[-1]["eval"])
     paper_split = PAPER_SPLIT if PAPER_SPLIT in names else (names[0] if names else None)
     free_split = HELDOUT_SPLIT if HELDOUT_SPLIT in names else paper_split
     if paper_split is None:  # nothing was evaluated
         return {}
-    best = max(epochs, key=lambda r: (_acc(r, paper_split), -r["epoch"]))  # ties: earliest epoch
-    scored = [r for r in epochs if r["eval"]]  # every epoch unless eval_every > 1; the last always
+    best = max(scored, key=lambda r: (_acc(r, paper_split), -r["epoch"]))  # ties: earliest epoch
     trained_b = [r for r in scored if r.get("loss_b") is not None] or scored
     lowest = min(trained_b, key=lambda r: (r["loss_b"] if r.get("loss_b") is not None else math.inf,
                                            r["epoch"]))
     return {
         "paper": _entry(f"best epoch by head-B accuracy on {paper_split} (labels choose the epoch)",
                         best, paper_split, None),
-        "last": _entry("last epoch (label-free)", epochs[-1], free_split, paper_split),
+        "last": _entry("last epoch (label-free)", scored[-1], free_split, paper_split),
         "lowest_loss": _entry("lowest head-B training loss (label-free)", lowest, free_split, paper_split),
     }

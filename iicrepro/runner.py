@@ -17,9 +17,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from iicrepro.config import FIELDS, make_config
+from iicrepro.config import FIELDS
+from iicrepro.history import HISTORY_NAME
 from iicrepro.revision import code_revision
-from iicrepro.study import RUNTIME_PARAMS, Run, Study, notebook_parameters
+from iicrepro.study import RUNTIME_PARAMS, Run, Study, notebook_parameters, resolved_config
 
 KERNEL = "python3"  # the kernelspec of the environment's ipykernel (argv "python" = this interpreter)
 PROTECTED = {"name", "notebook", "profile", "status", "params", "fingerprint", "checkpoint_key", "code_revision",
@@ -77,8 +78,9 @@ def fingerprint(run: Run, root: Path, package_hash: str, *, params: dict | None 
 def checkpoint_key(run: Run, root: Path, package_hash: str) -> str:
     """The fingerprint without the number of epochs: the name of a run's checkpoint folder. Training at a
     constant learning rate does not depend on how many epochs follow, so a run given more epochs (its loss
-    was not yet flat) resumes from its last checkpoint instead of starting again, and ends as a run of that
-    length would (tested); a run given fewer epochs than its checkpoint holds is refused (iicrepro.train)."""
+    was not yet flat) resumes from its last checkpoint instead of starting again, and trains as a run of that
+    length would (tested; with eval_every > 1 its history also holds the evaluation of the old last epoch); a
+    run given fewer epochs than that folder holds gets a folder of its own (checkpoint_folder)."""
     params = {k: v for k, v in run.params.items() if k != "epochs"}
     if "overrides" in params:
         params["overrides"] = {k: v for k, v in params["overrides"].items() if k != "epochs"}
@@ -87,9 +89,7 @@ def checkpoint_key(run: Run, root: Path, package_hash: str) -> str:
 
 def record_params(run: Run) -> dict:
     """Every parameter of a run: the resolved RunConfig plus the notebook-only ones and the book's labels."""
-    values = {k: v for k, v in run.params.items() if k in FIELDS and v is not None}
-    values.update(run.params.get("overrides") or {})
-    resolved = make_config(preset=run.params.get("preset"), **values).to_dict()
+    resolved = resolved_config(run.params).to_dict()
     extra = {k: v for k, v in run.params.items() if k not in FIELDS and k != "overrides"}
     return {**resolved, **extra, "study_group": run.study_group, "variant": run.variant, "seed": run.seed}
 
@@ -140,6 +140,18 @@ def describe_failure(failure: dict) -> str:
             f"{failure.get('cell_source')!r}): {failure.get('ename')}: {evalue[0] if evalue else ''}")
 
 
+def checkpoint_folder(run: Run, record: dict, checkpoints: Path) -> str:
+    """NAME-KEY: one folder per checkpoint key (the same parameters but epochs, the same code), so a run given
+    more epochs continues; one given fewer epochs than that folder's history holds gets NAME-FINGERPRINT."""
+    if not record.get("checkpoint_key"):
+        return run.name
+    folder = f"{run.name}-{record['checkpoint_key']}"
+    history = checkpoints / folder / HISTORY_NAME
+    done = len(json.loads(history.read_text()).get("epochs") or []) if history.is_file() else 0
+    wanted = (record.get("params") or {}).get("epochs")
+    return f"{run.name}-{record['fingerprint']}" if wanted is not None and done > wanted else folder
+
+
 def execute(run: Run, study: Study, record: dict, *, checkpoints: Path | None, log_output: bool) -> dict:
     """Run one notebook through papermill; return the record completed with metrics or the failure."""
     import papermill  # the runner's dependency only (extra "notebooks")
@@ -148,8 +160,8 @@ def execute(run: Run, study: Study, record: dict, *, checkpoints: Path | None, l
     out_rel = os.path.relpath(study.out, study.root)
     metrics = study.out / f".{run.name}.metrics.json"
     runtime = {"metrics_path": os.path.join(out_rel, metrics.name)}
-    if checkpoints is not None:  # one folder per checkpoint key: the same parameters (but epochs) and code
-        folder = f"{run.name}-{record['checkpoint_key']}" if record.get("checkpoint_key") else run.name
+    if checkpoints is not None:
+        folder = checkpoint_folder(run, record, Path(checkpoints))
         runtime.update(out_dir=os.path.join(os.path.relpath(checkpoints, study.root), folder), resume=True)
     params = {**run.params, **{k: v for k, v in runtime.items() if k in accepted}}
     partial, final = study.out / f".{run.name}.part.ipynb", study.out / f"{run.name}.ipynb"

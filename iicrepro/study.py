@@ -99,15 +99,20 @@ def _split_params(where: str, params: dict, accepted: dict) -> dict:
     return out
 
 
+def resolved_config(params: dict) -> RunConfig:
+    """The RunConfig a run's parameters resolve to: its preset, then its fields (`overrides` last)."""
+    values = {k: v for k, v in params.items() if k in FIELDS and v is not None}
+    values.update(params.get("overrides") or {})
+    return make_config(preset=params.get("preset"), **values)
+
+
 def _check_config(where: str, params: dict) -> None:
     """Fail early on an unknown preset or a bad RunConfig value (the notebook validates again)."""
     preset = params.get("preset")
     if preset is not None and preset not in PRESETS:
         _fail(where, f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
-    values = {k: v for k, v in params.items() if k in FIELDS and v is not None}
-    values.update(params.get("overrides") or {})
     try:
-        make_config(preset=preset, **values)
+        resolved_config(params)
     except ValueError as error:
         _fail(where, str(error))
 
@@ -220,11 +225,9 @@ def load_study(manifest: str | Path = "study.yaml", *, profile: str = "full", ou
 
 def _resolved(run: Run) -> tuple:
     """What a run computes: its notebook, its full configuration and its other parameters (hashable)."""
-    params = _flatten(run.params)
-    config = make_config(preset=params.get("preset"),
-                         **{k: v for k, v in params.items() if k in FIELDS and k != "preset" and v is not None})
-    others = {k: v for k, v in params.items() if k not in FIELDS}
-    return run.notebook, params.get("preset"), repr(config), json.dumps(others, sort_keys=True, default=str)
+    others = {k: v for k, v in _flatten(run.params).items() if k not in FIELDS}
+    return (run.notebook, run.params.get("preset"), repr(resolved_config(run.params)),
+            json.dumps(others, sort_keys=True, default=str))
 
 
 def implicit_aliases(runs: list[Run]) -> list[Run]:

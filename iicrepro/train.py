@@ -303,7 +303,7 @@ def _resume(engine: _Engine, path: Path) -> tuple[History, int]:
     engine.optimiser.load_state_dict(state["optimiser"])
     ckpt.set_rng_state(state["rng"], engine.generators)
     history = History(state["history"])
-    history["config"] = now  # e.g. more epochs: a finished run extended (constant lr: as if run that long)
+    history["config"] = now  # e.g. more epochs: a finished run extended (constant lr: trained as if that long)
     return history, state["epoch"] + 1
 
 

@@ -273,6 +273,11 @@ def test_a_run_that_computes_what_an_earlier_one_computes_becomes_its_alias(root
     assert short["other-s2"].alias_of is None
     results = run(study.load_study(root / "study.yaml", profile="short"), ["main-s0", "same-s0"])
     assert results["same-s0"][0] == "alias"
+    other_notebook = [entry(name="main"), entry(name="nb2", notebook="nb/toy2.ipynb"),
+                      entry(name="dl", requires="download", commands=["x"])]
+    write_notebook(root / "nb" / "toy2.ipynb")
+    kept = {r.name: r for r in study.load_study(write_manifest(root, other_notebook, profiles), profile="full").runs}
+    assert kept["nb2-s0"].alias_of is None and kept["dl-s0"].alias_of is None  # another notebook; a download
 
 
 def test_cpu_scale_size_100_runs_are_the_main_runs():
@@ -319,6 +324,7 @@ for epoch in range(start + 1, epochs + 1):
     value += 0.1 * epoch + 0.01 * seed
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps({"epoch": epoch, "value": value}))
+    (Path(out_dir) / "history.json").write_text(json.dumps({"epochs": [{"epoch": e} for e in range(1, epoch + 1)]}))
 '''
 
 RESUMABLE_SAVE = '''Path(metrics_path).write_text(json.dumps({"selection": {"paper": {"acc": value, "epoch": epochs}},
@@ -359,6 +365,10 @@ def test_a_run_given_more_epochs_continues_from_its_last_checkpoint(root):
     [(_, _, fresh)] = runner.run_study(longer, longer.runs, checkpoints=root / "fresh", force=True)
     assert fresh["resumed_from"] == 0
     assert extended["selection"]["paper"]["acc"] == pytest.approx(fresh["selection"]["paper"]["acc"])
+    [(_, action, shorter)] = runner.run_study(short, short.runs, checkpoints=root / "ckpt")  # 2 again: own folder
+    assert action == "ok" and shorter["resumed_from"] == 0
+    assert shorter["selection"]["paper"]["acc"] == pytest.approx(first["selection"]["paper"]["acc"])
+    assert (root / "ckpt" / f"toy-s0-{shorter['fingerprint']}").is_dir()
 
 
 def test_profile_defaults_fill_only_what_a_run_leaves_unset(root):

@@ -138,10 +138,11 @@ def test_resume_equals_uninterrupted(two_epochs, tmp_path):
     assert len(done["epochs"]) == 2
 
 
-def test_extended_run_records_its_new_length_and_a_shorter_one_is_refused(tmp_path):
+def test_extended_run_records_its_new_length_and_a_shorter_one_is_refused(two_epochs, tmp_path):
     tiny_fit(tiny_config(epochs=1), out_dir=tmp_path)
     extended = tiny_fit(tiny_config(epochs=2), out_dir=tmp_path, resume=True)
-    assert extended["config"]["epochs"] == 2 and len(extended["epochs"]) == 2
+    assert extended["config"] == two_epochs[0]["config"] and len(extended["epochs"]) == 2
+    assert [r["loss_b"] for r in extended["epochs"]] == [r["loss_b"] for r in two_epochs[0]["epochs"]]
     with pytest.raises(ValueError, match=r"holds epoch 2, past epochs=1"):
         tiny_fit(tiny_config(epochs=1), out_dir=tmp_path, resume=True)
 
@@ -222,6 +223,12 @@ def test_select_epochs_rules():
     history["epochs"][2]["eval"] = {}  # eval_every > 1: epoch 3, of the lowest loss, was not evaluated
     chosen = select_epochs(history)
     assert chosen["lowest_loss"]["epoch"] == 4 and chosen["paper"]["epoch"] == 2
+    history["epochs"].append({"epoch": 5, "loss_b": -2.0, "eval": {}})  # mid-run, between evaluations
+    chosen = select_epochs(history)
+    assert chosen["last"]["epoch"] == 4 and chosen["lowest_loss"]["epoch"] == 4
+    for r in history["epochs"]:
+        r["eval"] = {k: {"b": {**v["b"], "acc": float("nan")}} for k, v in r["eval"].items()}
+    assert select_epochs(history)["paper"]["epoch"] == 1  # all undefined: the first evaluated epoch
 
 
 def test_history_json_written_after_every_epoch(tmp_path, monkeypatch):

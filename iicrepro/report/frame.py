@@ -105,6 +105,9 @@ def epochs_frame(runs: list[dict]) -> pd.DataFrame:
             timing = {k: record.get(k) for k in ("loss_a", "loss_b", "train_s", "eval_s", "wall_s", "pairs_per_s",
                                                  "peak_mem_mb")}
             timing["heads_trained"] = "+".join(record.get("heads_trained") or [])
+            if epoch > 0 and not record.get("eval"):  # not evaluated (eval_every > 1): losses and timings only
+                rows.append({**_identity(run), "epoch": epoch, "split": None, "head": None, "acc": None,
+                             "miou": None, **timing, "eval_s": None})
             for split, heads in (record.get("eval") or {}).items():
                 for head, scores in (heads or {}).items():
                     rows.append({**_identity(run), "epoch": epoch, "split": split, "head": head.upper(),
