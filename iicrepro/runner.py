@@ -24,7 +24,7 @@ from iicrepro.study import RUNTIME_PARAMS, Run, Study, notebook_parameters, reso
 
 KERNEL = "python3"  # the kernelspec of the environment's ipykernel (argv "python" = this interpreter)
 PROTECTED = {"name", "notebook", "profile", "status", "params", "fingerprint", "checkpoint_key", "code_revision",
-             "command", "started", "wall_time_s", "study_group", "variant", "seed"}  # a notebook's metrics cannot replace
+             "command", "started", "wall_time_s", "study_group", "variant", "seed"}  # metrics cannot replace these
 
 
 def write_json(path: Path, data: dict) -> None:

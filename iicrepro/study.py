@@ -186,8 +186,14 @@ def _aliases(entry: dict, where: str, data: dict, profile: dict) -> list[Run]:
     if entry.get("params") or entry.get("requires") or entry.get("notebook"):
         _fail(where, "a run with alias_of takes its notebook and parameters from that run: remove them")
     seeds = profile.get("seeds", entry.get("seeds", data.get("seeds", [0])))
-    return [Run(name=f"{entry['name']}-s{seed}", notebook="", params={"seed": seed}, study_group=entry["study_group"],
-                variant=entry["variant"], seed=seed, alias_of=f"{entry['alias_of']}-s{seed}") for seed in seeds]
+    return [_alias_run(f"{entry['name']}-s{seed}", entry["study_group"], entry["variant"], seed,
+                       f"{entry['alias_of']}-s{seed}") for seed in seeds]
+
+
+def _alias_run(name: str, study_group: str, variant: str, seed: int, alias_of: str) -> Run:
+    """A run that reuses ``alias_of``'s results under its own name and labels (no notebook, no parameters)."""
+    return Run(name=name, notebook="", params={"seed": seed}, study_group=study_group, variant=variant, seed=seed,
+               alias_of=alias_of)
 
 
 def load_study(manifest: str | Path = "study.yaml", *, profile: str = "full", out: str | Path | None = None) -> Study:
@@ -224,10 +230,10 @@ def load_study(manifest: str | Path = "study.yaml", *, profile: str = "full", ou
 
 
 def _resolved(run: Run) -> tuple:
-    """What a run computes: its notebook, its full configuration and its other parameters (hashable)."""
+    """What a run computes: its notebook, its full configuration and its other parameters, the preset's
+    name among them (hashable)."""
     others = {k: v for k, v in _flatten(run.params).items() if k not in FIELDS}
-    return (run.notebook, run.params.get("preset"), repr(resolved_config(run.params)),
-            json.dumps(others, sort_keys=True, default=str))
+    return run.notebook, repr(resolved_config(run.params)), json.dumps(others, sort_keys=True, default=str)
 
 
 def implicit_aliases(runs: list[Run]) -> list[Run]:
@@ -243,8 +249,7 @@ def implicit_aliases(runs: list[Run]) -> list[Run]:
             continue
         key = _resolved(run)
         if key in first:
-            run = Run(name=run.name, notebook="", params={"seed": run.seed}, study_group=run.study_group,
-                      variant=run.variant, seed=run.seed, alias_of=first[key])
+            run = _alias_run(run.name, run.study_group, run.variant, run.seed, first[key])
         else:
             first[key] = run.name
         out.append(run)
