@@ -376,7 +376,7 @@ def test_cli_writes_every_snippet_and_rejects_bad_json(book, monkeypatch):
 def test_progress_counts_the_profile_plan_against_ok_run_files(tmp_path):
     """The progress table reads the real manifest's cpu profile; only ok files of that profile count."""
     from iicrepro.report import load, tables_runs
-    from iicrepro.study import load_study
+    from iicrepro.study import load_study, resolved_config
 
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -393,10 +393,15 @@ def test_progress_counts_the_profile_plan_against_ok_run_files(tmp_path):
     plan = [r for r in load_study(REPO / "study.yaml", profile="cpu").runs if not r.alias_of and not r.requires]
     main = sum(r.study_group == "main" for r in plan)
     kmeans = sum(r.study_group == "baseline-kmeans" for r in plan)
-    assert row(text, "main")[1:] == [str(main), "1", str(main - 1)]
-    assert row(text, "baseline-kmeans")[1:] == [str(kmeans), "1", str(kmeans - 1)]
-    trains_left = sum(r.notebook.endswith("train.ipynb") for r in plan) - 1
-    assert "The one IIC training run done took 50 min" in text and f"the {trains_left} training runs left" in text
+    assert row(text, "main")[1:] == [str(main), "1", str(main - 1), f"{(main - 1) * 50 / 60:.0f} hours"]
+    assert row(text, "baseline-kmeans")[1:] == [str(kmeans), "1", str(kmeans - 1), "—"]
+    trains = [r for r in plan if r.notebook.endswith("train.ipynb")]
+    bf16 = sum(resolved_config(r.params).bf16 is True for r in trains)
+    assert bf16 and row(text, "precision")[-1].endswith(f"+ {bf16} runs not estimated")
+    # these run files carry no training history: every run left is priced at the median run (50 min)
+    assert "The one IIC training run done took 50 min" in text
+    assert f"the {len(trains) - 1 - bf16} training runs left need about" in text
+    assert f"The {bf16} bf16 runs left are not in it" in text
     assert f"2 of {len(plan)} done" in text
     assert tables_runs.progress(frame, tmp_path / "missing.yaml") == ""
 
@@ -523,3 +528,40 @@ def test_a_cpu_run_and_a_full_run_of_one_name_are_two_curves(book):
     perf = {cells[4]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
                                           for line in out["performance_runs.md"].splitlines() if "faithful" in line)}
     assert perf["cpu"][9:11] == ["100.0", "100.0"] and perf["full"][9:11] == ["15.0", "16.0"]  # train s / epoch
+
+
+def test_progress_prices_each_run_left_by_its_epochs_images_and_crop(tmp_path):
+    """One CamVid run done (64 px, 4 epochs of 150 s): an epoch costs 150 s. A 10 % run of 40 epochs counts 4
+    epochs (10 min); a Dubai run at 128 px, on a crop no run measured, is scaled by pixel count: 4 x 150 s x 4 =
+    40 min; a bf16 run is not priced (no run here trained in bf16)."""
+    from iicrepro.report import load, tables_runs
+
+    manifest = {"seeds": [0], "notebooks": {"train": "notebooks/train.ipynb"}, "profiles": {"cpu": {"out": "runs"}},
+                "runs": [
+                    {"name": "camvid3-faithful", "study_group": "main", "variant": "faithful",
+                     "params": {"preset": "camvid3", "input_size": 64, "epochs": 4}},
+                    {"name": "camvid3-size-10", "study_group": "ablation-size", "variant": "10%",
+                     "params": {"preset": "camvid3", "input_size": 64, "epochs": 40, "data_fraction": 0.1}},
+                    {"name": "dubai3-faithful", "study_group": "main", "variant": "faithful",
+                     "params": {"preset": "dubai3", "input_size": 128, "epochs": 4}},
+                    {"name": "camvid3-bf16", "study_group": "precision", "variant": "bf16",
+                     "params": {"preset": "camvid3", "input_size": 64, "epochs": 4, "bf16": True}}]}
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(REPO / "notebooks" / "train.ipynb", tmp_path / "notebooks" / "train.ipynb")
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(manifest))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    hist = history([0.5] * 4)
+    for record in hist["epochs"]:
+        record["wall_s"] = 150.0
+    hist["config"] = {"input_size": 64, "data_fraction": 1.0}
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="cpu",
+              wall_time_s=600.0, history=hist)
+    text = tables_runs.progress(report_frame.runs_frame(load.read_runs(runs, pages_dir=tmp_path)),
+                                tmp_path / "study.yaml")
+    assert row(text, "main")[1:] == ["2", "1", "1", "40 min"]
+    assert row(text, "ablation-size")[1:] == ["1", "0", "1", "10 min"]
+    assert row(text, "precision")[1:] == ["1", "0", "1", "not estimated"]
+    assert "CamVid at 64 px: 2 min" in text and "the 2 training runs left need about 50 min" in text
+    assert "(1 of them on images or crop sides no run has measured yet" in text
+    assert "The 1 bf16 run left is not in it" in text

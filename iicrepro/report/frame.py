@@ -124,10 +124,22 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
     rows = [{**_identity(run), "parameters": params_summary(run.get("params") or {}), "torch": run.get("torch"),
              "started": run.get("started"), "command": run.get("command"),
              "batch_size": (run.get("params") or {}).get("batch_size"), "precision": precision_of(run),
-             "cost_s": cost_of(run)} for run in runs]
+             "cost_s": cost_of(run), **training_size_of(run)} for run in runs]
     columns = list(_identity(_EMPTY)) + ["parameters", "torch", "started", "command", "batch_size", "precision",
-                                         "cost_s"]
-    return pd.DataFrame(rows, columns=columns).astype({"wall_time_s": float, "cost_s": float})
+                                         "cost_s", "input_size", "epoch_units"]
+    return pd.DataFrame(rows, columns=columns).astype({"wall_time_s": float, "cost_s": float, "input_size": float,
+                                                       "epoch_units": float})
+
+
+def training_size_of(run: dict) -> dict:
+    """How much a training run trained, for cost estimates: its crop side and its epochs over the whole
+    training set (epochs done x data_fraction: 120 epochs on 10 % of the images count 12). None for other runs."""
+    history = run.get("history") or {}
+    config = history.get("config") or {}
+    epochs = len(history.get("epochs") or [])
+    if not epochs or config.get("input_size") is None:
+        return {"input_size": None, "epoch_units": None}
+    return {"input_size": config["input_size"], "epoch_units": epochs * float(config.get("data_fraction") or 1.0)}
 
 
 def cost_of(run: dict) -> float | None:

@@ -28,43 +28,134 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     """What the manifest plans for one profile against the run files that exist, per study group.
 
     A run counts as done when its run file (any code revision) has status ok; runs that reuse another
-    run's results (alias_of) cost nothing and are left out. The estimate multiplies the remaining training
-    runs by the median wall time of the IIC training runs done so far (all from run files).
+    run's results (alias_of) cost nothing and are left out. The time left is an estimate from the run files:
+    each remaining training run costs its epochs over the whole training set (epochs x data_fraction) times the
+    median cost of such an epoch in the runs done on the same images and crop side (`_epoch_costs`); a crop
+    side no run has measured is scaled from the others by pixel count; bf16 runs are left out of it unless a
+    run done here trained in bf16 (emulated bf16 is far slower than float32).
     """
-    from iicrepro.study import load_study  # the manifest's expansion, exactly as `iicrepro study list` sees it
+    from iicrepro.config import DATASETS
+    from iicrepro.study import load_study, resolved_config  # the manifest's expansion, as `study list` sees it
 
     try:
         study = load_study(manifest, profile=profile)
     except ValueError:
         return ""
-    planned = pd.DataFrame([{"run": r.name, "group": r.study_group, "trains": r.notebook.endswith("train.ipynb")}
-                            for r in study.runs if not r.alias_of and not r.requires])
+    rows = []
+    for r in study.runs:
+        if r.alias_of or r.requires:
+            continue
+        row = {"run": r.name, "group": r.study_group, "trains": r.notebook.endswith("train.ipynb")}
+        if row["trains"]:
+            cfg = resolved_config(r.params)
+            row.update(family=DATASETS[cfg.dataset].family, input_size=cfg.input_size, bf16=cfg.bf16 is True,
+                       epoch_units=cfg.epochs * cfg.data_fraction)
+        rows.append(row)
+    planned = pd.DataFrame(rows, columns=["run", "group", "trains", "family", "input_size", "bf16", "epoch_units"])
     if planned.empty:
         return ""
     ok = runs[(runs["profile"] == profile) & (runs["status"] == "ok")]
     planned["done"] = planned["run"].isin(set(ok["run"]))
+    trained = ok[ok["run"].isin(set(planned.loc[planned["trains"], "run"]))]
+    costs = _epoch_costs(trained)
+    bf16_measured = bool((trained["precision"] == "bf16").any())
+    wall = trained["cost_s"].dropna()
+    todo = planned[planned["trains"] & ~planned["done"]]
+    per_run = wall.median() if len(wall) else None  # the estimate when no run file tells its epochs' cost
+    estimate = {r["run"]: _run_estimate(r, costs, bf16_measured, per_run=per_run) for _, r in todo.iterrows()}
+    planned["hours"] = planned["run"].map(lambda run: (estimate.get(run) or (None, None))[0])
     order = list(dict.fromkeys(planned["group"]))
     table = (planned.groupby("group", sort=False)
-             .agg(planned=("run", "size"), done=("done", "sum"))
+             .agg(planned=("run", "size"), done=("done", "sum"), hours=("hours", lambda h: h.sum(min_count=1)))
              .reindex(order).reset_index())
-    table["remaining"] = table["planned"] - table["done"]
-    trained = ok[ok["run"].isin(set(planned.loc[planned["trains"], "run"]))]
-    wall = trained["cost_s"].dropna()
-    left = int((planned["trains"] & ~planned["done"]).sum())
+    table.insert(3, "remaining", table["planned"] - table["done"])
+    table["hours"] = [_left(h, g, planned) for g, h in zip(table["group"], table["hours"])]
+    table = table.rename(columns={"hours": "training left (estimate)"})
     text = (f"Progress of the {profile} profile of study.yaml (every run it plans except those that reuse another "
             f"run's results or need a download; {int(planned['done'].sum())} of {len(planned)} done):\n\n"
             + to_md(table) + "\n")
-    if len(wall):
-        took = (f"The {len(wall)} IIC training runs done took a median {wall.median() / 60:.0f} min each"
-                if len(wall) > 1 else f"The one IIC training run done took {wall.median() / 60:.0f} min")
-        device = ", ".join(sorted(set(trained["device"].dropna())))
-        rest = ("no training run is left." if not left else
-                f"at that rate the {left} training run{'s' if left > 1 else ''} left need{'' if left > 1 else 's'} "
-                f"about {_hours(left * wall.median())} on the same machine. That is an estimate from the runs done "
-                "so far, not a measurement: runs on larger crops (Dubai's) cost more, and bf16 runs on a CPU "
-                "without bf16 matrix units are far slower ({doc}`performance`).")
-        text += f"\n{took} (device: {device}); {rest}\n"
-    return text
+    if not len(wall):
+        return text
+    took = (f"The {len(wall)} IIC training runs done took a median {wall.median() / 60:.0f} min each"
+            if len(wall) > 1 else f"The one IIC training run done took {wall.median() / 60:.0f} min")
+    device = ", ".join(sorted(set(trained["device"].dropna())))
+    left = len(todo)
+    if not left:
+        return text + f"\n{took} (device: {device}); no training run is left.\n"
+    kinds = [kind for _, kind in estimate.values()]
+    total = sum(h for h, _ in estimate.values() if h is not None) * 3600
+    scaled, unknown = kinds.count("scaled"), kinds.count(None)
+    known = len(kinds) - unknown
+    runs_left = f"{known} training run{'s' if known > 1 else ''} left need{'' if known > 1 else 's'}"
+    if costs:
+        rates = "; ".join(f"{family_label(f)} at {px} px: {_hours(s)}" for (f, px), s in sorted(costs.items()))
+        text += (f"\n{took} (device: {device}). One epoch over all training images (evaluation included) costs, "
+                 f"as a median of those runs: {rates}. At these rates the {runs_left} about {_hours(total)} on the "
+                 "same machine")
+    else:  # run files without a training history: the median run
+        text += f"\n{took} (device: {device}); at that rate the {runs_left} about {_hours(total)} on the same machine"
+    if scaled:
+        text += (f" ({scaled} of them on images or crop sides no run has measured yet, scaled from the others by "
+                 "pixel count)")
+    text += ". That is an estimate from the runs done, not a measurement."
+    if unknown:
+        text += (f" The {unknown} bf16 run{'s' if unknown > 1 else ''} left {'are' if unknown > 1 else 'is'} not in "
+                 "it: no run done here trained in bf16, and on a CPU without bf16 matrix units bf16 is far slower "
+                 "than float32 ({doc}`performance`).")
+    return text + "\n"
+
+
+def family_label(family: str) -> str:
+    """"camvid" -> "CamVid" (the image sets the analogues share)."""
+    return {"camvid": "CamVid", "dubai": "Dubai", "cocostuff": "COCO-Stuff", "potsdam": "Potsdam"}.get(family, family)
+
+
+def _epoch_costs(trained: pd.DataFrame) -> dict[tuple[str, int], float]:
+    """{(image family, crop side): median seconds of one epoch over all training images} of the runs done.
+
+    An epoch's cost is the run's cost (`cost_s`, evaluation included) over its epochs x data_fraction; the
+    analogues of one family (CamVid-3 and CamVid-11) train on the same images, so they share a rate.
+    """
+    from iicrepro.config import DATASETS
+
+    known = trained.dropna(subset=["cost_s", "input_size", "epoch_units"])
+    known = known[(known["epoch_units"] > 0) & known["dataset"].isin(list(DATASETS))]
+    if known.empty:
+        return {}
+    per_epoch = known.assign(family=known["dataset"].map(lambda d: DATASETS[d].family),
+                             rate=known["cost_s"] / known["epoch_units"])
+    return {(str(f), int(px)): float(r) for (f, px), r in per_epoch.groupby(["family", "input_size"])["rate"].median().items()}
+
+
+def _run_estimate(run: pd.Series, costs: dict, bf16_measured: bool, *,
+                  per_run: float | None) -> tuple[float | None, str | None]:
+    """(hours, "measured" | "scaled" | "per run") of one remaining training run; (None, None) for a bf16 run
+    when no run done trained in bf16, or when nothing is known. Without epoch costs, the median run (per_run)."""
+    if run["bf16"] and not bf16_measured:
+        return None, None
+    if not costs:
+        return (None, None) if per_run is None or pd.isna(per_run) else (per_run / 3600, "per run")
+    key = (run["family"], int(run["input_size"]))
+    if key in costs:
+        return costs[key] * run["epoch_units"] / 3600, "measured"
+    per_pixel = pd.Series([s / px ** 2 for (_, px), s in costs.items()]).median()
+    return per_pixel * run["input_size"] ** 2 * run["epoch_units"] / 3600, "scaled"
+
+
+def _left(hours: float, group: str, planned: pd.DataFrame) -> str:
+    """A group's estimated training left: "12 hours", "0" when nothing is left, "—" for groups that do not
+    train, and "not estimated" for the runs `_run_estimate` cannot price (bf16 on a machine without bf16 runs)."""
+    in_group = planned[planned["group"] == group]
+    todo = in_group[in_group["trains"] & ~in_group["done"]]
+    if not in_group["trains"].any():
+        return "—"
+    if todo.empty:
+        return "0"
+    unknown = int(todo["hours"].isna().sum())
+    if unknown == len(todo):
+        return "not estimated"
+    known = _hours(hours * 3600)
+    return known if not unknown else f"{known} + {unknown} run{'s' if unknown > 1 else ''} not estimated"
 
 
 def _hours(seconds: float) -> str:
