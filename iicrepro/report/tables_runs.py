@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from iicrepro.config import DATASETS
 from iicrepro.report.load import entry_dataset
 from iicrepro.report.tables import link, pct, to_md
 
@@ -34,7 +35,6 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     side no run has measured is scaled from the others by pixel count; bf16 runs are left out of it unless a
     run done here trained in bf16 (emulated bf16 is far slower than float32).
     """
-    from iicrepro.config import DATASETS
     from iicrepro.study import load_study, resolved_config  # the manifest's expansion, as `study list` sees it
 
     try:
@@ -64,13 +64,16 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     per_run = wall.median() if len(wall) else None  # the estimate when no run file tells its epochs' cost
     estimate = {r["run"]: _run_estimate(r, costs, bf16_measured, per_run=per_run) for _, r in todo.iterrows()}
     planned["hours"] = planned["run"].map(lambda run: (estimate.get(run) or (None, None))[0])
+    planned["todo"] = planned["run"].isin(set(todo["run"]))
+    planned["unpriced"] = planned["todo"] & planned["hours"].isna()
     order = list(dict.fromkeys(planned["group"]))
     table = (planned.groupby("group", sort=False)
-             .agg(planned=("run", "size"), done=("done", "sum"), hours=("hours", lambda h: h.sum(min_count=1)))
+             .agg(planned=("run", "size"), done=("done", "sum"), trains=("trains", "any"), todo=("todo", "sum"),
+                  hours=("hours", lambda h: h.sum(min_count=1)), unpriced=("unpriced", "sum"))
              .reindex(order).reset_index())
-    table.insert(3, "remaining", table["planned"] - table["done"])
-    table["hours"] = [_left(h, g, planned) for g, h in zip(table["group"], table["hours"])]
-    table = table.rename(columns={"hours": "training left (estimate)"})
+    table["remaining"] = table["planned"] - table["done"]
+    table["training left (estimate)"] = [_left(row) for _, row in table.iterrows()]
+    table = table.drop(columns=["trains", "todo", "hours", "unpriced"])
     text = (f"Progress of the {profile} profile of study.yaml (every run it plans except those that reuse another "
             f"run's results or need a download; {int(planned['done'].sum())} of {len(planned)} done):\n\n"
             + to_md(table) + "\n")
@@ -116,15 +119,14 @@ def _epoch_costs(trained: pd.DataFrame) -> dict[tuple[str, int], float]:
     An epoch's cost is the run's cost (`cost_s`, evaluation included) over its epochs x data_fraction; the
     analogues of one family (CamVid-3 and CamVid-11) train on the same images, so they share a rate.
     """
-    from iicrepro.config import DATASETS
-
     known = trained.dropna(subset=["cost_s", "input_size", "epoch_units"])
     known = known[(known["epoch_units"] > 0) & known["dataset"].isin(list(DATASETS))]
     if known.empty:
         return {}
     per_epoch = known.assign(family=known["dataset"].map(lambda d: DATASETS[d].family),
                              rate=known["cost_s"] / known["epoch_units"])
-    return {(str(f), int(px)): float(r) for (f, px), r in per_epoch.groupby(["family", "input_size"])["rate"].median().items()}
+    medians = per_epoch.groupby(["family", "input_size"])["rate"].median()
+    return {(str(f), int(px)): float(r) for (f, px), r in medians.items()}
 
 
 def _run_estimate(run: pd.Series, costs: dict, bf16_measured: bool, *,
@@ -142,20 +144,18 @@ def _run_estimate(run: pd.Series, costs: dict, bf16_measured: bool, *,
     return per_pixel * run["input_size"] ** 2 * run["epoch_units"] / 3600, "scaled"
 
 
-def _left(hours: float, group: str, planned: pd.DataFrame) -> str:
+def _left(group: pd.Series) -> str:
     """A group's estimated training left: "12 hours", "0" when nothing is left, "—" for groups that do not
     train, and "not estimated" for the runs `_run_estimate` cannot price (bf16 on a machine without bf16 runs)."""
-    in_group = planned[planned["group"] == group]
-    todo = in_group[in_group["trains"] & ~in_group["done"]]
-    if not in_group["trains"].any():
+    if not group["trains"]:
         return "—"
-    if todo.empty:
+    todo, unpriced = int(group["todo"]), int(group["unpriced"])
+    if not todo:
         return "0"
-    unknown = int(todo["hours"].isna().sum())
-    if unknown == len(todo):
+    if unpriced == todo:
         return "not estimated"
-    known = _hours(hours * 3600)
-    return known if not unknown else f"{known} + {unknown} run{'s' if unknown > 1 else ''} not estimated"
+    known = _hours(group["hours"] * 3600)
+    return known if not unpriced else f"{known} + {unpriced} run{'s' if unpriced > 1 else ''} not estimated"
 
 
 def _hours(seconds: float) -> str:
