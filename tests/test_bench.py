@@ -129,3 +129,33 @@ def test_precision_bench_tiny(tmp_path):
     assert cases[0]["speedup_vs_float32"] == 1.0 and all(c["step_ms"] > 0 for c in cases)
     assert set(cases[0]["split_ms"]) == {"views", "forward", "loss", "backward", "optimiser"}
     assert "cpu_bf16_units" in data["precision"]
+
+
+def test_precision_choices_select_variants_and_crops():
+    """`--variants` and `--crops` pick the cases; an unknown variant is an error that names the option."""
+    from iicrepro.bench.precision import precision_choices, preset_crops
+
+    chosen = precision_choices(variants="float32, float32+cl", crops="cpu")
+    assert chosen["variants"] == ("float32", "float32+cl")
+    assert chosen["crops_for"]("camvid3") == [(64, 5)] == preset_crops("camvid3")[:1]
+    assert precision_choices(variants="all", crops="preset")["crops_for"]("dubai3") == [(200, 10)]
+    assert len(precision_choices(variants="all", crops="both")["variants"]) == 4
+    with pytest.raises(ValueError, match="--variants.*fp16"):
+        precision_choices(variants="float32,fp16", crops="both")
+    with pytest.raises(ValueError, match="--crops"):
+        precision_choices(variants="all", crops="half")
+
+
+def test_precision_bench_writes_only_the_chosen_cases(tmp_path, monkeypatch):
+    """The CLI passes --variants / --crops through: one crop (the CPU scale's), two variants, ratios to float32."""
+    from iicrepro import bench
+    from iicrepro.bench import precision
+
+    monkeypatch.setattr(precision, "preset_crops", lambda preset: [(16, 2), (24, 3)])
+    out = tmp_path / "precision.json"
+    assert bench.main(["--precision", "--device", "cpu", "--presets", "camvid3", "--variants", "float32,float32+cl",
+                       "--crops", "cpu", "--batch", "2", "--steps", "1", "--warmup", "0", "--peak-n", "64",
+                       "--threads", "1", "--out", str(out)]) == 0
+    cases = json.loads(out.read_text())["precision"]["cases"]
+    assert [(c["variant"], c["input_size"]) for c in cases] == [("float32", 16), ("float32+cl", 16)]
+    assert cases[0]["speedup_vs_float32"] == 1.0 and cases[1]["speedup_vs_float32"] > 0

@@ -16,7 +16,7 @@ from iicrepro.bench.common import PAPER_PRESETS, SCHEMA_VERSION, environment, ma
 from iicrepro.bench.loss_sweep import bench_loss, loss_repeats
 from iicrepro.bench.loss_table4 import (CHOICE_DEFAULT, TABLE4_BATCH, TABLE4_CASES, bench_loss_table4,
                                         write_loss_choice)
-from iicrepro.bench.precision import bench_precision, precision_targets
+from iicrepro.bench.precision import bench_precision, precision_choices, precision_targets
 from iicrepro.bench.step import bench_preset, loss_share
 from iicrepro.bench.verdicts import table4_targets, targets
 from iicrepro.config import DATASETS, PRESETS
@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", action="store_true", help="only one training step in float32 vs float32 + "
                    "channels_last vs bf16 + channels_last vs + torch.compile, at the CPU scale's and the presets' "
                    "crops (issue 14; --presets, --batch, --steps, --warmup apply); writes <device>-precision-<date>.json")
+    p.add_argument("--variants", default="all", help="with --precision: a comma-separated subset of "
+                   "float32, float32+cl, bf16+cl, float32+cl+compile (default all)")
+    p.add_argument("--crops", default="both", choices=("both", "cpu", "preset"), help="with --precision: the "
+                   "CPU scale's crop, the preset's own, or both (default)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's; tiny 1)")
     p.add_argument("--peak-n", type=int, default=None, help="side of the matmul-peak matrices")
@@ -191,10 +195,11 @@ def run_precision(args, device, names: list[str]) -> dict:
           f"{result['env']['git_revision']}", flush=True)
     result["matmul_peak"] = _peaks(device, args)
     peak = result["matmul_peak"]["float32"]["tflops"]
+    chosen = precision_choices(variants=args.variants, crops=args.crops)
     tiny = dict(crops_for=lambda preset: [(16, 2)], variants=("float32", "float32+cl", "bf16+cl"))
     result["precision"] = bench_precision(presets=presets, device=device, steps=args.steps, warmup=args.warmup,
                                           batch_for=lambda size: args.batch or (2 if size <= 100 else 1),
-                                          peak_tflops=peak, **(tiny if args.tiny else {}))
+                                          peak_tflops=peak, **(tiny if args.tiny else chosen))
     result["env"]["load_average_1min_end"] = os.getloadavg()[0]
     result["targets"] = {"note": "issue 14: a training step >= 4x faster than float32 at 64 and 128, this machine",
                          "items": precision_targets(result["precision"])}

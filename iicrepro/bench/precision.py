@@ -26,7 +26,7 @@ VARIANTS = {
 TARGET = 4.0  # issue 14: a whole training step at least 4x faster than float32, at 64x64 and at 128x128
 
 
-def crops(preset: str) -> list[tuple[int, int]]:
+def preset_crops(preset: str) -> list[tuple[int, int]]:
     """(crop, d) of the CPU scale (half) and of the preset itself: camvid3 -> [(64, 5), (128, 10)]."""
     from iicrepro.study import scaled
 
@@ -51,8 +51,23 @@ def bench_case(preset: str, *, size: int, d: int, batch: int, variant: str, head
     return {"preset": preset, "variant": variant, "d": d, **options, **record}
 
 
+def precision_choices(*, variants: str, crops: str) -> dict:
+    """bench_precision's `variants` and `crops_for` from `--variants a,b` ('all': every one) and `--crops` ('both',
+    'cpu': the CPU scale's crop only, 'preset': the preset's own only); an unknown variant is an error naming it."""
+    names = list(VARIANTS) if variants == "all" else [v.strip() for v in variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise ValueError(f"--variants: unknown {unknown or variants!r}; expected 'all' or a comma-separated subset "
+                         f"of {', '.join(VARIANTS)}")
+    picks = {"both": slice(0, 2), "cpu": slice(0, 1), "preset": slice(1, 2)}
+    if crops not in picks:
+        raise ValueError(f"--crops: expected both, cpu or preset, got {crops!r}")
+    pick = picks[crops]
+    return {"variants": tuple(names), "crops_for": lambda preset: preset_crops(preset)[pick]}
+
+
 def bench_precision(*, presets: list[str], device, batch_for, steps: int, warmup: int, head: str = "B",
-                    variants=tuple(VARIANTS), peak_tflops: float, crops_for=crops, progress=print) -> dict:
+                    variants=tuple(VARIANTS), peak_tflops: float, crops_for=preset_crops, progress=print) -> dict:
     """Every (preset, crop, variant); batch_for(size) -> batch, crops_for(preset) -> [(crop, d)]. Ratios are
     to float32 at the same case."""
     cases = []
