@@ -10,7 +10,7 @@ import pandas as pd
 
 from iicrepro.report.frame import comparable_rows
 from iicrepro.report.load import BASELINES, METHODS, experiments, labels
-from iicrepro.report.tables import to_md
+from iicrepro.report.tables import NOT_RUN, to_md
 
 
 def per_seed(frame: pd.DataFrame, *, group: str, dataset: str, rule: str) -> pd.DataFrame:
@@ -140,3 +140,27 @@ def beats_table(frame: pd.DataFrame, reference: dict) -> str:
     return ("Where IIC (faithful) beats the baselines, seed by seed (a seed's gain is IIC minus the baseline "
             "run of the same seed, in points; the random network of seed s is the very network IIC seed s starts "
             "training from):\n\n" + to_md(pd.DataFrame(rows)) + "\n")
+
+
+def results_margins(frame: pd.DataFrame, reference: dict) -> str:
+    """IIC's margin over the random network and k-means (percentage points): the paper's beside ours.
+
+    Ours: faithful IIC minus the baseline, paired by seed (IIC seed s minus the baseline of seed s, as in the
+    answer above the table), mean over the seeds both have and their number, under the paper protocol and the
+    label-free one (last epoch, held-out images)."""
+    quotes = reference.get("baselines") or {}
+    table = pd.DataFrame({"experiment": labels(reference, analogue=True)})
+    paper_iic = {ds: (e or {}).get("value") for ds, e in ((reference.get("iic") or {}).get("paper") or {}).items()}
+    for group in BASELINES:
+        kind = BASELINES[group]
+        table[f"paper: IIC − {METHODS[group]}"] = [
+            "—" if paper_iic.get(ds) is None or (base := quotes.get(kind, {}).get("paper", {}).get(ds)) is None
+            else f"{paper_iic[ds] - base:+.1f}" for ds in table.index]
+    for rule, protocol in (("paper", "paper protocol"), ("last", "label-free")):
+        for group in BASELINES:
+            column = []
+            for ds in table.index:
+                gains = gain(frame, dataset=ds, rule=rule, baseline=group)
+                column.append(f"{gains.mean():+.1f} (n = {len(gains)})" if len(gains) else NOT_RUN)
+            table[f"ours faithful − {METHODS[group]} ({protocol})"] = column
+    return to_md(table)

@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from iicrepro.report.frame import best_profile_rows, comparable_rows, preferred_profile, protocol_rows
+from iicrepro.report.frame import best_profile_rows, preferred_profile, protocol_rows
 from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, command_for, experiments, labels, manifest_cells)
 
 NOT_RUN = "*not run*"
@@ -140,44 +140,6 @@ def results_baselines(frame, reference, *, runs, manifest) -> str:
                 missing.append((f"{labels(reference)[ds]}, {q.get('label', kind)}",
                                 command_for(group=group, variant=None, dataset=ds, runs=runs, manifest=manifest)))
     return to_md(pd.DataFrame(rows)) + missing_list(missing)
-
-
-def method_means(frame: pd.DataFrame, rule: str) -> pd.DataFrame:
-    """Mean accuracy (%) per dataset (rows) and group (columns) of ok runs, faithful IIC only, under `rule`."""
-    rows = frame[((frame["rule"] == rule) & frame["selected"] & (frame["status"] == "ok"))
-                 & ((frame["group"] != "main") | (frame["variant"] == "faithful"))]
-    rows = comparable_rows(rows)
-    return 100 * rows.pivot_table(index="dataset", columns="group", values="acc", aggfunc="mean")
-
-
-def results_margins(frame, reference) -> str:
-    """IIC's margin over the random network and k-means (percentage points): the paper's beside ours.
-
-    Ours: mean over seeds of faithful IIC minus mean over seeds of the baseline on the same dataset, under
-    the paper protocol and the label-free one (last epoch, held-out images)."""
-    quotes = reference.get("baselines") or {}
-    table = pd.DataFrame({"experiment": labels(reference, analogue=True)})
-    paper_iic = {ds: (e or {}).get("value") for ds, e in ((reference.get("iic") or {}).get("paper") or {}).items()}
-    for group, kind in BASELINES.items():
-        name = "k-means" if kind == "kmeans" else "random network"
-        table[f"paper: IIC − {name}"] = [_points(paper_iic.get(ds), quotes.get(kind, {}).get("paper", {}).get(ds), "—")
-                                         for ds in table.index]
-    for rule, protocol in (("paper", "paper protocol"), ("last", "label-free")):
-        means = method_means(frame, rule)
-        for group, kind in BASELINES.items():
-            name = "k-means" if kind == "kmeans" else "random network"
-            table[f"ours faithful − {name} ({protocol})"] = [
-                _points(_get(means, ds, "main"), _get(means, ds, group), NOT_RUN) for ds in table.index]
-    return to_md(table)
-
-
-def _get(table: pd.DataFrame, row: str, column: str):
-    value = table.loc[row, column] if row in table.index and column in table.columns else None
-    return None if value is None or pd.isna(value) else float(value)
-
-
-def _points(iic, base, missing: str) -> str:
-    return missing if iic is None or base is None else f"{iic - base:+.1f}"
 
 
 def results_detail(frame, reference) -> str:
