@@ -159,3 +159,52 @@ def test_precision_bench_writes_only_the_chosen_cases(tmp_path, monkeypatch):
     cases = json.loads(out.read_text())["precision"]["cases"]
     assert [(c["variant"], c["input_size"]) for c in cases] == [("float32", 16), ("float32+cl", 16)]
     assert cases[0]["speedup_vs_float32"] == 1.0 and cases[1]["speedup_vs_float32"] > 0
+
+
+def fake_case(*, preset, head, batch, checkpointing):
+    """A measured case without a process: 1000 MB plus 100 MB per pair (50 checkpointed), head A 10% more."""
+    per_pair = (50 if checkpointing else 100) * (1.1 if head == "A" else 1.0)
+    return {"preset": preset, "head": head, "k": 15 if head == "A" else 3, "batch": batch, "input_size": 128,
+            "checkpointing": checkpointing, "rss_peak_mb": 1000 + per_pair * batch}
+
+
+def test_memory_bench_extrapolates_to_the_preset_batch(monkeypatch):
+    """Two batches -> MB per pair -> the peak at the preset's batch, and whether it fits this machine."""
+    from iicrepro.bench import memory
+
+    monkeypatch.setattr(memory, "machine_memory_mb", lambda: 10_000.0)
+    table = memory.bench_memory(presets=["camvid3"], batches=(8, 4), runner=fake_case, progress=lambda *a, **k: None)
+    assert [c["batch"] for c in table["cases"]] == [4, 8] * 4  # sorted, per (checkpointing, head)
+    plain_a = next(e for e in table["estimates"] if e["head"] == "A" and not e["checkpointing"])
+    assert plain_a["batch"] == 120 and plain_a["per_pair_mb"] == pytest.approx(110)
+    assert plain_a["estimated_peak_mb"] == pytest.approx(1000 + 110 * 120) and not plain_a["fits"]
+    items = {i["name"]: i for i in memory.memory_targets(table)}
+    assert items["memory_camvid3_plain"]["status"] == "fail" and "head A" in items["memory_camvid3_plain"]["what"]
+    assert items["memory_camvid3_checkpointed"]["measured"] == round(1000 + 55 * 120)  # 7600 < 10000
+    assert items["memory_camvid3_checkpointed"]["status"] == "pass"
+    with pytest.raises(ValueError, match="two different batch sizes"):
+        memory.bench_memory(presets=["camvid3"], batches=(4, 4), runner=fake_case)
+
+
+def test_memory_case_runs_in_its_own_process():
+    """run_case: one real training step in a fresh interpreter, its maxrss above the one before the step."""
+    from iicrepro.bench.memory import run_case
+
+    case = run_case(preset="camvid3", head="B", batch=1, checkpointing=True)
+    assert case["input_size"] == 128 and case["checkpointing"] is True and case["k"] == 3
+    assert case["rss_peak_mb"] > case["rss_before_mb"] > 0 and case["step_ms"] > 0
+
+
+def test_memory_cli_writes_its_file(tmp_path, monkeypatch):
+    """`--memory` writes cpu-memory JSON with estimates and a target per preset and checkpointing."""
+    from iicrepro import bench
+    from iicrepro.bench import memory
+
+    monkeypatch.setattr(memory, "run_case", fake_case)
+    out = tmp_path / "memory.json"
+    assert bench.main(["--memory", "--presets", "dubai3", "--memory-batches", "2,6", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert {e["batch"] for e in data["memory"]["estimates"]} == {75}  # Potsdam's batch
+    assert [i["name"] for i in data["targets"]["items"]] == ["memory_dubai3_plain", "memory_dubai3_checkpointed"]
+    with pytest.raises(ValueError, match="--memory-batches"):
+        bench.main(["--memory", "--presets", "dubai3", "--memory-batches", "two,six", "--out", str(out)])

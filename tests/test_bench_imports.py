@@ -9,7 +9,7 @@ from pathlib import Path
 from import_flow import assert_layers, assert_no_circles
 
 PACKAGE = Path(__file__).resolve().parents[1] / "iicrepro" / "bench"
-LAYERS = [{"common"}, {"loss_sweep"}, {"loss_table4"}, {"step", "verdicts"}, {"precision"}, {"cli"},
+LAYERS = [{"common"}, {"loss_sweep"}, {"loss_table4"}, {"step", "verdicts"}, {"precision", "memory"}, {"cli"},
           {"__init__", "__main__"}]
 
 

@@ -347,6 +347,26 @@ def test_benchmark_files_are_tabulated(book):
     assert row(out, "cocostuff3")[-1] == "45%" or "45%" in out  # share of the matmul peak
 
 
+def test_memory_bench_file_is_tabulated(book):
+    """A `bench --memory` file: per preset, head and checkpointing, MB per pair, the estimate, whether it fits."""
+    bench = book / "benchmarks" / "results"
+    bench.mkdir(parents=True)
+    estimate = {"preset": "dubai3", "head": "A", "k": 24, "input_size": 200, "checkpointing": False,
+                "per_pair_mb": 430.0, "batch": 75, "estimated_peak_mb": 33 * 1024, "fits": False}
+    payload = {"env": {"device": "cpu", "device_name": "x86_64", "torch": "2.13", "git_revision": "abc",
+                       "date": "2026-12-04"}, "data": "synthetic", "settings": {"bf16": False},
+               "memory": {"batches": [4, 8], "machine_memory_mb": 23 * 1024,
+                          "estimates": [estimate, {**estimate, "checkpointing": True, "per_pair_mb": 270.0,
+                                                   "estimated_peak_mb": 20 * 1024, "fits": True}]},
+               "targets": {"items": []}}
+    (bench / "cpu-memory-2026-12-04.json").write_text(json.dumps(payload))
+    out = generate(book, bench=bench)["performance_bench.md"]
+    assert "this machine has 23.0 GB" in out
+    rows = [line for line in out.splitlines() if line.startswith("| dubai3")]
+    assert [[c.strip() for c in r.split("|")[5:10]] for r in rows] == [["no", "430", "75", "33.0", "**no**"],
+                                                                       ["yes", "270", "75", "20.0", "yes"]]
+
+
 def test_dataset_summary_or_not_generated(book):
     write_run(book / "book" / "runs", "datasets-camvid3-s0", group="datasets", variant="summary",
               dataset="camvid3", dataset_summary={"dataset": "camvid3", "splits": {"train": 468, "heldout": 233},

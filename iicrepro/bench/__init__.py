@@ -18,7 +18,8 @@ One-way flow, one module per job; a module imports only modules of an earlier li
     loss_table4  the loss at every Table-4 head (issue 14) and the loss-choice table `auto` reads
     step         one training step, evaluation, a preset's record, the loss share of a step;
                  verdicts: issue 5's and issue 14's targets as target vs measured (pass / fail)
-    precision    `--precision`: float32 against channels_last, bf16 and torch.compile
+    precision    `--precision`: float32 against channels_last, bf16 and torch.compile;
+                 memory: `--memory`, the peak of a training step at the paper's batch (one process per case)
     cli          arguments, the three kinds of run, the JSON file; `python -m iicrepro.bench` (__main__)
 
 The CLI alone reaches this package (`iicrepro bench`), so iicrepro.runner leaves it out of the run

@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
                    "float32, float32+cl, bf16+cl, float32+cl+compile (default all)")
     p.add_argument("--crops", default="both", choices=("both", "cpu", "preset"), help="with --precision: the "
                    "CPU scale's crop, the preset's own, or both (default)")
+    p.add_argument("--memory", action="store_true", help="only the peak memory of one training step at each "
+                   "preset's own crop and batch on the CPU, plain and with activation checkpointing, extrapolated "
+                   "from two small batches (issue 15 d; --presets applies); writes cpu-memory-<date>.json")
+    p.add_argument("--memory-batches", default="4,8", help="with --memory: the two small batches measured")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's; tiny 1)")
     p.add_argument("--peak-n", type=int, default=None, help="side of the matmul-peak matrices")
@@ -152,9 +156,32 @@ def run_loss_table4(args, device, result: dict) -> dict:
     return result
 
 
+def run_memory(args, names: list[str]) -> dict:
+    """`--memory`: iicrepro.bench.memory over the presets named (default camvid3, dubai3), on the CPU."""
+    from iicrepro.bench.memory import bench_memory, memory_targets  # lazily: `python -m iicrepro.bench.memory` runs one case
+
+    try:
+        batches = [int(b) for b in str(args.memory_batches).split(",")]
+    except ValueError:
+        raise ValueError(f"--memory-batches: expected two integers like 4,8, got {args.memory_batches!r}") from None
+    presets = names if args.presets != "all" else ["camvid3", "dubai3"]
+    cpu = torch.device("cpu")
+    result = _header(args, cpu, reductions=[f"batches {batches} measured, the preset's batch extrapolated"])
+    print(f"iicrepro bench --memory on {result['env']['device_name']} (cpu), revision "
+          f"{result['env']['git_revision']}", flush=True)
+    result["memory"] = bench_memory(presets=presets, batches=batches)
+    result["env"]["load_average_1min_end"] = os.getloadavg()[0]
+    result["targets"] = {"note": "issue 15 d: the paper scale on this machine's memory (the step alone; the "
+                         "training images in memory and the evaluation come on top)",
+                         "items": memory_targets(result["memory"])}
+    return result
+
+
 def run(args) -> dict:
     """Every measurement of one `iicrepro bench` call; returns the JSON payload."""
     device, names = _resolve(args)
+    if args.memory:
+        return run_memory(args, names)
     if args.threads:  # 0: torch's default
         torch.set_num_threads(args.threads)
     if args.precision:
@@ -215,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)  # --threads must not outlive the call (tests share the process)
     date = result["env"]["date"][:10]
-    kind = "-loss-table4" if args.loss_table4 else "-precision" if args.precision else ""
+    kind = ("-loss-table4" if args.loss_table4 else "-precision" if args.precision else
+            "-memory" if args.memory else "")
     out = args.out or Path("benchmarks/results") / f"{result['env']['device']}{kind}-{date}.json"
     write_json_atomic(Path(out), result)
     for item in result["targets"]["items"]:

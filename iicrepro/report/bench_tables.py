@@ -47,6 +47,7 @@ def _bench_file(name: str, data: dict) -> str:
     parts.append(_details(data, presets))
     parts.append(_loss_table4(data.get("loss_table4")))
     parts.append(_precision(data.get("precision")))
+    parts.append(_memory(data.get("memory")))
     items = (data.get("targets") or {}).get("items") or []
     if items:
         parts.append("\n" + to_md(pd.DataFrame([{"target": i.get("name"), "what": i.get("what"), "goal": i.get("target"),
@@ -86,6 +87,22 @@ def _precision(table: dict | None) -> str:
             " (bf16 is emulated without them).")
     return (f"\nOne training step of head {table.get('head')} per precision and memory format (median of "
             f"{table.get('steps')} after {table.get('warmup')} warm-up).{note}\n\n" + to_md(pd.DataFrame(rows)))
+
+
+def _memory(table: dict | None) -> str:
+    """Peak memory of one training step at the preset's batch, extrapolated from two small batches."""
+    if not table:
+        return ""
+    rows = [{"preset": e.get("preset"), "head": e.get("head"), "K": e.get("k"), "crop": e.get("input_size"),
+             "checkpointing": "yes" if e.get("checkpointing") else "no",
+             "MB per pair": _num(e.get("per_pair_mb"), 0), "batch": e.get("batch"),
+             "estimated peak (GB)": _num((e.get("estimated_peak_mb") or 0) / 1024),
+             "fits this machine": "yes" if e.get("fits") else "**no**"} for e in table.get("estimates") or []]
+    machine = _num((table.get("machine_memory_mb") or 0) / 1024)
+    return (f"\nMemory of one training step at each preset's own crop and batch on the CPU: the process's peak "
+            f"resident memory measured at batches {table.get('batches')} (a fresh process each), extrapolated on "
+            f"the line through them; this machine has {machine} GB. The training images held in memory, the "
+            f"evaluation and the notebook's kernel come on top.\n\n" + to_md(pd.DataFrame(rows)))
 
 
 def _details(data: dict, presets: dict) -> str:
