@@ -173,7 +173,8 @@ def test_memory_bench_extrapolates_to_the_preset_batch(monkeypatch):
     from iicrepro.bench import memory
 
     monkeypatch.setattr(memory, "machine_memory_mb", lambda: 10_000.0)
-    table = memory.bench_memory(presets=["camvid3"], batches=(8, 4), runner=fake_case, progress=lambda *a, **k: None)
+    table = memory.bench_memory(presets=["camvid3"], batches=(8, 4), jobs=3, runner=fake_case,
+                                progress=lambda *a, **k: None)
     assert [c["batch"] for c in table["cases"]] == [4, 8] * 4  # sorted, per (checkpointing, head)
     plain_a = next(e for e in table["estimates"] if e["head"] == "A" and not e["checkpointing"])
     assert plain_a["batch"] == 120 and plain_a["per_pair_mb"] == pytest.approx(110)
@@ -184,6 +185,8 @@ def test_memory_bench_extrapolates_to_the_preset_batch(monkeypatch):
     assert items["memory_camvid3_checkpointed"]["status"] == "pass"
     with pytest.raises(ValueError, match="two different batch sizes"):
         memory.bench_memory(presets=["camvid3"], batches=(4, 4), runner=fake_case)
+    with pytest.raises(ValueError, match="--memory-jobs"):
+        memory.bench_memory(presets=["camvid3"], jobs=0, runner=fake_case)
 
 
 def test_memory_case_runs_in_its_own_process():

@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                    "preset's own crop and batch on the CPU, plain and with activation checkpointing, extrapolated "
                    "from two small batches (issue 15 d; --presets applies); writes cpu-memory-<date>.json")
     p.add_argument("--memory-batches", default="4,8", help="with --memory: the two small batches measured")
+    p.add_argument("--memory-jobs", type=int, default=1, help="with --memory: cases measured side by side (each "
+                   "in its own process, one thread)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's; tiny 1)")
     p.add_argument("--peak-n", type=int, default=None, help="side of the matmul-peak matrices")
@@ -169,7 +171,7 @@ def run_memory(args, names: list[str]) -> dict:
     result = _header(args, cpu, reductions=[f"batches {batches} measured, the preset's batch extrapolated"])
     print(f"iicrepro bench --memory on {result['env']['device_name']} (cpu), revision "
           f"{result['env']['git_revision']}", flush=True)
-    result["memory"] = bench_memory(presets=presets, batches=batches)
+    result["memory"] = bench_memory(presets=presets, batches=batches, jobs=args.memory_jobs)
     result["env"]["load_average_1min_end"] = os.getloadavg()[0]
     result["targets"] = {"note": "issue 15 d: the paper scale on this machine's memory (the step alone; the "
                          "training images in memory and the evaluation come on top)",

@@ -15,6 +15,7 @@ import os
 import resource
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 BATCHES = (4, 8)  # two small batches: the line through them extrapolates to the preset's batch
 
@@ -64,27 +65,31 @@ def estimate(small: dict, large: dict, *, batch: int, available_mb: float) -> di
 
 
 def bench_memory(*, presets: list[str], heads=("A", "B"), batches=BATCHES, checkpointing=(False, True),
-                 runner=None, progress=print) -> dict:
+                 jobs: int = 1, runner=None, progress=print) -> dict:
     """Every (preset, checkpointing, head) at each of `batches`, and its estimate at the preset's batch.
-    runner(**case) -> measured case (default run_case: a fresh process each)."""
+    runner(**case) -> measured case (default run_case: a fresh process each); `jobs` cases at a time (each
+    process has its own maxrss, so running side by side does not mix their peaks)."""
     from iicrepro.config import make_config
 
     runner = runner or run_case
     if len(set(batches)) != 2:
         raise ValueError(f"--memory-batches: expected two different batch sizes, got {list(batches)}")
+    if jobs < 1:
+        raise ValueError(f"--memory-jobs: expected at least 1, got {jobs}")
     available = machine_memory_mb()
-    cases, estimates = [], []
-    for preset in presets:
+    groups = [(preset, ckpt, head) for preset in presets for ckpt in checkpointing for head in heads]
+    wanted = [dict(preset=p, head=h, batch=b, checkpointing=c) for p, c, h in groups for b in sorted(batches)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        measured = list(pool.map(lambda case: runner(**case), wanted))
+    estimates = []
+    for index, (preset, ckpt, head) in enumerate(groups):
         target = make_config(preset).batch_size
-        for ckpt in checkpointing:
-            for head in heads:
-                pair = [runner(preset=preset, head=head, batch=b, checkpointing=ckpt) for b in sorted(batches)]
-                cases += pair
-                estimates.append(estimate(*pair, batch=target, available_mb=available))
-                e = estimates[-1]
-                progress(f"  {preset} head {head} checkpointing {ckpt}: {e['per_pair_mb']:.0f} MB per pair, "
-                         f"~{e['estimated_peak_mb'] / 1024:.1f} GB at batch {target}", flush=True)
-    return {"batches": sorted(batches), "machine_memory_mb": available, "cases": cases, "estimates": estimates}
+        estimates.append(estimate(*measured[2 * index:2 * index + 2], batch=target, available_mb=available))
+        e = estimates[-1]
+        progress(f"  {preset} head {head} checkpointing {ckpt}: {e['per_pair_mb']:.0f} MB per pair, "
+                 f"~{e['estimated_peak_mb'] / 1024:.1f} GB at batch {target}", flush=True)
+    return {"batches": sorted(batches), "jobs": jobs, "machine_memory_mb": available, "cases": measured,
+            "estimates": estimates}
 
 
 def memory_targets(table: dict) -> list[dict]:
