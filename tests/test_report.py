@@ -263,6 +263,40 @@ def test_margins_over_baselines_paper_and_ours(book):
                                                                        "+15.0 (n = 1)", "*not run*"]
 
 
+def test_scales_table_compares_profiles_like_for_like(book):
+    """An analogue with IIC at two scales: a row per profile, each from that profile's runs only (no baseline
+    borrowed from another scale); an analogue at one scale has no row."""
+    runs = book / "book" / "runs"
+    assert "No analogue has faithful IIC runs at more than one scale" in generate(book)["results_scales.md"]
+
+    def params(size, dataset="camvid3"):
+        return {"preset": dataset, "dataset": dataset, "input_size": size, "prescale": 0.33 * size / 128}
+
+    for seed, acc in enumerate([0.70, 0.60]):
+        write_run(runs, f"camvid3-faithful-s{seed}-cpu", group="main", variant="faithful", dataset="camvid3",
+                  seed=seed, profile="cpu", params=params(64), selection=selection(acc))
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="paper-cpu",
+              params=params(128), selection=selection(0.75, 0.72))
+    write_run(runs, "camvid3-kmeans-s0-cpu", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              profile="cpu", params=params(64), selection=selection(0.40))
+    write_run(runs, "camvid3-random-s0-cpu", group="baseline-random", variant="random-net", dataset="camvid3",
+              profile="cpu", params=params(64), selection=selection(0.30))
+    write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              profile="paper-cpu", params=params(128), selection=selection(0.45))
+    write_run(runs, "camvid11-faithful-s0", group="main", variant="faithful", dataset="camvid11", profile="cpu",
+              params=params(64, "camvid11"), selection=selection(0.5))
+    out = generate(book)["results_scales.md"]
+    lines = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in out.splitlines()
+             if line.startswith("| CamVid-3")]
+    cpu, paper = (next(cells for cells in lines if cells[1] == profile) for profile in ("cpu", "paper-cpu"))
+    assert len(lines) == 2
+    assert cpu[1:3] == ["cpu", "64 px, ×0.165"] and cpu[3].startswith("65.0 ± 7.1 (n = 2")
+    assert paper[1:3] == ["paper-cpu", "128 px, ×0.33"]
+    assert paper[3].startswith("[75.0](runs/camvid3-faithful-s0.ipynb)") and paper[4].startswith("[72.0]")
+    assert paper[5].startswith("[45.0]") and paper[7:9] == ["*not run*", "*not run*"]  # no cpu random borrowed
+    assert cpu[7].startswith("[30.0]") and "CamVid-11" not in out
+
+
 def test_answer_is_formatted_from_the_runs(book):
     runs = book / "book" / "runs"
     for seed, (iic, base) in enumerate([(0.70, 0.40), (0.60, 0.40)]):

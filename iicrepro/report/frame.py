@@ -170,10 +170,15 @@ def params_summary(params: dict) -> str:
     return ", ".join(([f"preset={preset}"] if preset else []) + diff) or "defaults"
 
 
+def ranked_profiles(profiles) -> list[str]:
+    """The profiles present, in the order cells prefer them: full, cpu, smoke, then any other alphabetically."""
+    present = set(pd.Series(list(profiles), dtype=object).dropna())
+    return [p for p in PROFILE_ORDER if p in present] + sorted(present - set(PROFILE_ORDER))
+
+
 def preferred_profile(profiles: pd.Series) -> str:
     """The profile a cell shows: full before cpu before smoke (then any other, alphabetically)."""
-    present = set(profiles.dropna())
-    ranked = [p for p in PROFILE_ORDER if p in present] + sorted(present - set(PROFILE_ORDER))
+    ranked = ranked_profiles(profiles)
     return ranked[0] if ranked else "full"
 
 

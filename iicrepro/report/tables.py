@@ -10,8 +10,9 @@ import math
 
 import pandas as pd
 
-from iicrepro.report.frame import best_profile_rows, preferred_profile, protocol_rows
-from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, command_for, experiments, labels, manifest_cells)
+from iicrepro.report.frame import best_profile_rows, preferred_profile, protocol_rows, ranked_profiles
+from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, METHODS, command_for, experiments, labels,
+                                   manifest_cells)
 
 NOT_RUN = "*not run*"
 
@@ -140,6 +141,32 @@ def results_baselines(frame, reference, *, runs, manifest) -> str:
                 missing.append((f"{labels(reference)[ds]}, {q.get('label', kind)}",
                                 command_for(group=group, variant=None, dataset=ds, runs=runs, manifest=manifest)))
     return to_md(pd.DataFrame(rows)) + missing_list(missing)
+
+
+def results_scales(frame, reference) -> str:
+    """Every analogue whose faithful IIC ran at more than one scale (study.yaml profile): one row per profile,
+    IIC and both baselines read from that profile's runs only, so a row is like for like and the rows of an
+    analogue compare its scales (issue 15 d: the paper scale beside the CPU scale)."""
+    names = labels(reference, analogue=True)
+    runs = frame[frame["group"].isin(["main", *BASELINES]) & ((frame["group"] != "main") | (frame["variant"] == "faithful"))]
+    rows = []
+    for ds, label in names.items():
+        iic = runs[(runs["dataset"] == ds) & (runs["group"] == "main") & (runs["status"] == "ok")]
+        profiles = ranked_profiles(iic["profile"])
+        if len(profiles) < 2:
+            continue
+        for profile in profiles:
+            here = runs[(runs["dataset"] == ds) & (runs["profile"] == profile)]
+            row = {"experiment": label, "profile": profile, "scale": iic[iic["profile"] == profile]["scale"].iloc[0]}
+            for group in ("main", *BASELINES):
+                for rule, protocol in (("paper", "paper protocol"), ("last", "label-free")):
+                    cell = protocol_rows(here[here["group"] == group], rule)
+                    row[f"{METHODS[group]}, {protocol}"] = cell_text(cell, rule=rule) if not cell.empty else NOT_RUN
+            rows.append(row)
+    if not rows:
+        return ("*No analogue has faithful IIC runs at more than one scale yet: every number above is at the one "
+                "scale its cell names.*\n")
+    return to_md(pd.DataFrame(rows))
 
 
 def results_detail(frame, reference) -> str:
