@@ -140,6 +140,7 @@ def test_precision_choices_select_variants_and_crops():
     assert chosen["crops_for"]("camvid3") == [(64, 5)] == preset_crops("camvid3")[:1]
     assert precision_choices(variants="all", crops="preset")["crops_for"]("dubai3") == [(200, 10)]
     assert len(precision_choices(variants="all", crops="both")["variants"]) == 4
+    assert precision_choices(variants="float32+cl,float32+cl", crops="cpu")["variants"] == ("float32", "float32+cl")
     with pytest.raises(ValueError, match="--variants.*fp16"):
         precision_choices(variants="float32,fp16", crops="both")
     with pytest.raises(ValueError, match="--crops"):
@@ -185,6 +186,8 @@ def test_memory_bench_extrapolates_to_the_preset_batch(monkeypatch):
     assert items["memory_camvid3_checkpointed"]["status"] == "pass"
     with pytest.raises(ValueError, match="two different batch sizes"):
         memory.bench_memory(presets=["camvid3"], batches=(4, 4), runner=fake_case)
+    with pytest.raises(ValueError, match="two different batch sizes"):
+        memory.bench_memory(presets=["camvid3"], batches=(4, 8, 8), runner=fake_case)  # would pair wrong cases
     with pytest.raises(ValueError, match="--memory-jobs"):
         memory.bench_memory(presets=["camvid3"], jobs=0, runner=fake_case)
 
@@ -193,7 +196,13 @@ def test_memory_case_runs_in_its_own_process():
     """run_case: one real training step in a fresh interpreter, its maxrss above the one before the step."""
     from iicrepro.bench.memory import run_case
 
+    from iicrepro.bench.memory import high_water_mb
+
+    ballast = bytearray(400 * 2**20)  # this process's high-water mark is not the child's floor
+    ballast[::4096] = b"x" * len(ballast[::4096])
     case = run_case(preset="camvid3", head="B", batch=1, checkpointing=True)
+    assert high_water_mb() > 400 > case["rss_before_mb"]
+    del ballast
     assert case["input_size"] == 128 and case["checkpointing"] is True and case["k"] == 3
     assert case["rss_peak_mb"] > case["rss_before_mb"] > 0 and case["step_ms"] > 0
 
@@ -211,3 +220,5 @@ def test_memory_cli_writes_its_file(tmp_path, monkeypatch):
     assert [i["name"] for i in data["targets"]["items"]] == ["memory_dubai3_plain", "memory_dubai3_checkpointed"]
     with pytest.raises(ValueError, match="--memory-batches"):
         bench.main(["--memory", "--presets", "dubai3", "--memory-batches", "two,six", "--out", str(out)])
+    with pytest.raises(SystemExit):  # one kind of measurement per call: each writes its own kind of file
+        bench.main(["--memory", "--precision", "--out", str(out)])

@@ -49,9 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-batch", type=int, default=None, help="batch of the loss sweep (default 60)")
     p.add_argument("--loss-size", type=int, default=None, help="side of the loss sweep (default 128)")
     p.add_argument("--skip-loss", action="store_true", help="no loss sweep")
-    p.add_argument("--loss-table4", action="store_true", help="only the loss at every Table-4 head: conv vs "
-                   "fft vs fftmm vs auto, batch 16 (issue 14; --loss-batch/--loss-size do not apply); writes "
-                   "<device>-loss-table4-<date>.json")
+    kinds = p.add_mutually_exclusive_group()  # each writes its own kind of file: one per call
+    kinds.add_argument("--loss-table4", action="store_true", help="only the loss at every Table-4 head: conv vs "
+                       "fft vs fftmm vs auto, batch 16 (issue 14; --loss-batch/--loss-size do not apply); writes "
+                       "<device>-loss-table4-<date>.json")
     p.add_argument("--conv-repeats", type=int, default=1, help="timed conv calls per Table-4 head (default 1)")
     p.add_argument("--write-loss-choice", nargs="?", const=str(CHOICE_DEFAULT), default=None, metavar="PATH",
                    help="with --loss-table4: write the measured fastest per head into the table `auto` reads "
@@ -59,16 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="faithful", choices=("faithful", "clean"))
     p.add_argument("--loss-impl", default="auto", help="loss implementation inside the training step")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CPU or CUDA)")
-    p.add_argument("--precision", action="store_true", help="only one training step in float32 vs float32 + "
-                   "channels_last vs bf16 + channels_last vs + torch.compile, at the CPU scale's and the presets' "
-                   "crops (issue 14; --presets, --batch, --steps, --warmup apply); writes <device>-precision-<date>.json")
+    kinds.add_argument("--precision", action="store_true", help="only one training step in float32 vs float32 + "
+                       "channels_last vs bf16 + channels_last vs + torch.compile, at the CPU scale's and the presets' "
+                       "crops (issue 14; --presets, --batch, --steps, --warmup apply); writes "
+                       "<device>-precision-<date>.json")
     p.add_argument("--variants", default="all", help="with --precision: a comma-separated subset of "
                    "float32, float32+cl, bf16+cl, float32+cl+compile (default all)")
     p.add_argument("--crops", default="both", choices=("both", "cpu", "preset"), help="with --precision: the "
                    "CPU scale's crop, the preset's own, or both (default)")
-    p.add_argument("--memory", action="store_true", help="only the peak memory of one training step at each "
-                   "preset's own crop and batch on the CPU, plain and with activation checkpointing, extrapolated "
-                   "from two small batches (issue 15 d; --presets applies); writes cpu-memory-<date>.json")
+    kinds.add_argument("--memory", action="store_true", help="only the peak memory of one training step at each "
+                       "preset's own crop and batch on the CPU, plain and with activation checkpointing, extrapolated "
+                       "from two small batches (issue 15 d; --presets applies); writes cpu-memory-<date>.json")
     p.add_argument("--memory-batches", default="4,8", help="with --memory: the two small batches measured")
     p.add_argument("--memory-jobs", type=int, default=1, help="with --memory: cases measured side by side (each "
                    "in its own process, one thread)")
@@ -160,7 +162,8 @@ def run_loss_table4(args, device, result: dict) -> dict:
 
 def run_memory(args, names: list[str]) -> dict:
     """`--memory`: iicrepro.bench.memory over the presets named (default camvid3, dubai3), on the CPU."""
-    from iicrepro.bench.memory import bench_memory, memory_targets  # lazily: `python -m iicrepro.bench.memory` runs one case
+    # imported here, not at the top: `python -m iicrepro.bench.memory` (one case) must not find it imported
+    from iicrepro.bench.memory import bench_memory, memory_targets
 
     try:
         batches = [int(b) for b in str(args.memory_batches).split(",")]

@@ -2,9 +2,10 @@
 plain and with activation checkpointing (issue 15 d: can the paper scale train on this machine at all?).
 
 The paper's batches (COCO-Stuff 120, Potsdam 75) at its crops (128, 200) hold every activation of Net10a for
-both views until the backward pass. On the CPU the only peak measure is the process's maxrss, which only ever
-rises, so every case (preset, head, checkpointing, batch) runs in a fresh Python process: one training step
-of head A or B (iicrepro.bench.step.bench_step, synthetic data of the preset's shape). The peak grows
+both views until the backward pass. On the CPU the peak measure is the process's resident high-water mark
+(VmHWM of /proc/self/status, which only ever rises; not getrusage's maxrss, which a child inherits from the
+process that started it), so every case (preset, head, checkpointing, batch) runs in a fresh Python process:
+one training step of head A or B (iicrepro.bench.step.bench_step, synthetic data of the preset's shape). The peak grows
 linearly in the batch, so two small batches give the cost of one more pair and the extrapolation to the
 preset's batch. The training images held in memory, the evaluation and the notebook's kernel come on top.
 """
@@ -16,6 +17,7 @@ import resource
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 BATCHES = (4, 8)  # two small batches: the line through them extrapolates to the preset's batch
 
@@ -25,8 +27,20 @@ def machine_memory_mb() -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
 
 
+def high_water_mb() -> float:
+    """This process's resident high-water mark (MB): VmHWM of /proc/self/status (Linux), else getrusage's
+    maxrss (which on Linux also counts the parent's memory at the fork that started this process)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
 def measure_case(*, preset: str, head: str, batch: int, checkpointing: bool, threads: int = 1) -> dict:
-    """In this process: the maxrss (MB) before and after one training step of `head` at the preset's crop."""
+    """In this process: the high-water mark (MB) before and after one training step of `head` at the preset's
+    crop."""
     import torch
 
     from iicrepro.bench.step import bench_step, build_model
@@ -36,17 +50,17 @@ def measure_case(*, preset: str, head: str, batch: int, checkpointing: bool, thr
     device = torch.device("cpu")
     cfg = make_config(preset, channels_last=True, loss_impl="auto")
     _, model = build_model(cfg, device, checkpointing=checkpointing, compile_model=False)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    before = high_water_mb()
     step = bench_step(model, cfg, head=head, batch=batch, size=cfg.input_size, device=device, steps=1, warmup=0,
                       bf16=False, flops_per_image=1, epoch_pairs=None, peak_tflops=1.0)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after = high_water_mb()
     return {"preset": preset, "head": head, "k": cfg.k_a if head == "A" else cfg.k_b, "batch": batch,
             "input_size": cfg.input_size, "half_side": cfg.half_side, "checkpointing": checkpointing,
             "threads": threads, "rss_before_mb": before, "rss_peak_mb": after, "step_ms": step["step_ms"]}
 
 
 def run_case(**case) -> dict:
-    """measure_case in a fresh interpreter (its own maxrss); an error names the case."""
+    """measure_case in a fresh interpreter (its own high-water mark); an error names the case."""
     proc = subprocess.run([sys.executable, "-m", "iicrepro.bench.memory", json.dumps(case)], capture_output=True,
                           text=True, check=False)
     if proc.returncode != 0:
@@ -68,11 +82,11 @@ def bench_memory(*, presets: list[str], heads=("A", "B"), batches=BATCHES, check
                  jobs: int = 1, runner=None, progress=print) -> dict:
     """Every (preset, checkpointing, head) at each of `batches`, and its estimate at the preset's batch.
     runner(**case) -> measured case (default run_case: a fresh process each); `jobs` cases at a time (each
-    process has its own maxrss, so running side by side does not mix their peaks)."""
+    process has its own high-water mark, so running side by side does not mix their peaks)."""
     from iicrepro.config import make_config
 
     runner = runner or run_case
-    if len(set(batches)) != 2:
+    if len(batches) != 2 or len(set(batches)) != 2:
         raise ValueError(f"--memory-batches: expected two different batch sizes, got {list(batches)}")
     if jobs < 1:
         raise ValueError(f"--memory-jobs: expected at least 1, got {jobs}")

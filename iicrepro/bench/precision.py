@@ -52,13 +52,15 @@ def bench_case(preset: str, *, size: int, d: int, batch: int, variant: str, head
 
 
 def precision_choices(*, variants: str, crops: str) -> dict:
-    """bench_precision's `variants` and `crops_for` from `--variants a,b` ('all': every one) and `--crops` ('both',
-    'cpu': the CPU scale's crop only, 'preset': the preset's own only); an unknown variant is an error naming it."""
+    """bench_precision's `variants` and `crops_for` from `--variants a,b` ('all': every one; float32, the reference
+    of every ratio, is always added) and `--crops` ('both', 'cpu': the CPU scale's crop only, 'preset': the
+    preset's own only); an unknown variant is an error naming it."""
     names = list(VARIANTS) if variants == "all" else [v.strip() for v in variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or not names:
         raise ValueError(f"--variants: unknown {unknown or variants!r}; expected 'all' or a comma-separated subset "
                          f"of {', '.join(VARIANTS)}")
+    names = list(dict.fromkeys(["float32", *names]))  # float32 is every ratio's reference: always measured
     picks = {"both": slice(0, 2), "cpu": slice(0, 1), "preset": slice(1, 2)}
     if crops not in picks:
         raise ValueError(f"--crops: expected both, cpu or preset, got {crops!r}")
@@ -73,7 +75,7 @@ def bench_precision(*, presets: list[str], device, batch_for, steps: int, warmup
     cases = []
     for preset in presets:
         for index, (size, d) in enumerate(crops_for(preset)):
-            # torch.compile is tried at the CPU scale's crop only: it decides whether training uses it
+            # torch.compile is tried at the first crop only (the CPU scale's, unless --crops preset)
             for variant in [v for v in variants if index == 0 or not VARIANTS[v]["compile"]]:
                 case = bench_case(preset, size=size, d=d, batch=batch_for(size), variant=variant, head=head,
                                   device=device, steps=steps, warmup=warmup, peak_tflops=peak_tflops)

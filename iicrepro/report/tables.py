@@ -148,7 +148,8 @@ def results_scales(frame, reference) -> str:
     IIC and both baselines read from that profile's runs only, so a row is like for like and the rows of an
     analogue compare its scales (issue 15 d: the paper scale beside the CPU scale)."""
     names = labels(reference, analogue=True)
-    runs = frame[frame["group"].isin(["main", *BASELINES]) & ((frame["group"] != "main") | (frame["variant"] == "faithful"))]
+    runs = frame[frame["group"].isin(["main", *BASELINES])
+                 & ((frame["group"] != "main") | (frame["variant"] == "faithful"))]
     rows = []
     for ds, label in names.items():
         iic = runs[(runs["dataset"] == ds) & (runs["group"] == "main") & (runs["status"] == "ok")]
