@@ -286,6 +286,9 @@ def test_scales_table_compares_profiles_like_for_like(book):
     write_run(runs, "camvid11-faithful-s0", group="main", variant="faithful", dataset="camvid11", profile="cpu",
               params=params(64, "camvid11"), selection=selection(0.5))
     out = generate(book)["results_scales.md"]
+    write_run(runs, "camvid3-random-s0", group="baseline-random", variant="random-net", dataset="camvid3",
+              profile="full", params=params(128), selection=selection(0.35))  # the paper scale, profile full
+    borrowed = generate(book)["results_scales.md"]
     lines = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in out.splitlines()
              if line.startswith("| CamVid-3")]
     cpu, paper = (next(cells for cells in lines if cells[1] == profile) for profile in ("cpu", "paper-cpu"))
@@ -295,6 +298,8 @@ def test_scales_table_compares_profiles_like_for_like(book):
     assert paper[3].startswith("[75.0](runs/camvid3-faithful-s0.ipynb)") and paper[4].startswith("[72.0]")
     assert paper[5].startswith("[45.0]") and paper[7:9] == ["*not run*", "*not run*"]  # no cpu random borrowed
     assert cpu[7].startswith("[30.0]") and "CamVid-11" not in out
+    paper = next(line for line in borrowed.splitlines() if "| paper-cpu" in line).split(" | ")
+    assert paper[7].strip().startswith("[35.0](runs/camvid3-random-s0.ipynb) (same scale, full profile)")
 
 
 def test_answer_is_formatted_from_the_runs(book):

@@ -157,17 +157,34 @@ def results_scales(frame, reference) -> str:
         if len(profiles) < 2:
             continue
         for profile in profiles:
-            here = runs[(runs["dataset"] == ds) & (runs["profile"] == profile)]
-            row = {"experiment": label, "profile": profile, "scale": iic[iic["profile"] == profile]["scale"].iloc[0]}
+            scale = iic[iic["profile"] == profile]["scale"].iloc[0]
+            row = {"experiment": label, "profile": profile, "scale": scale}
             for group in ("main", *BASELINES):
+                here, note = _same_scale(runs, dataset=ds, group=group, profile=profile, scale=scale)
                 for rule, protocol in (("paper", "paper protocol"), ("last", "label-free")):
-                    cell = protocol_rows(here[here["group"] == group], rule)
-                    row[f"{METHODS[group]}, {protocol}"] = cell_text(cell, rule=rule) if not cell.empty else NOT_RUN
+                    cell = protocol_rows(here, rule)
+                    row[f"{METHODS[group]}, {protocol}"] = (cell_text(cell, rule=rule) + note if not cell.empty
+                                                            else NOT_RUN)
             rows.append(row)
     if not rows:
         return ("*No analogue has faithful IIC runs at more than one scale yet: every number above is at the one "
                 "scale its cell names.*\n")
     return to_md(pd.DataFrame(rows))
+
+
+def _same_scale(runs: pd.DataFrame, *, dataset: str, group: str, profile: str, scale: str):
+    """The runs of (dataset, group) in `profile`; a baseline without any there takes those of another profile at
+    the very same scale (crop, pre-scale: the baselines train nothing, so batch and epochs do not matter), the
+    first in the cells' order of profiles, and says so. -> (rows, note)"""
+    rows = runs[(runs["dataset"] == dataset) & (runs["group"] == group)]
+    own = rows[rows["profile"] == profile]
+    if group == "main" or not own.empty:
+        return own, ""
+    same = rows[rows["scale"] == scale]
+    if same.empty:
+        return own, ""
+    other = ranked_profiles(same["profile"])[0]
+    return same[same["profile"] == other], f" (same scale, {other} profile)" if other == "full" else ""
 
 
 def results_detail(frame, reference) -> str:
