@@ -626,3 +626,25 @@ def test_progress_prices_each_run_left_by_its_epochs_images_and_crop(tmp_path):
     assert "CamVid at 64 px: 2 min" in text and "the 2 training runs left need about 50 min" in text
     assert "(1 of them on images or crop sides no run has measured yet" in text
     assert "The 1 bf16 run left is not in it" in text
+
+
+def test_results_page_names_the_cells_whose_head_b_was_still_moving(book):
+    """Seed 0's head B drops 17 % of its loss in the last quarter, seed 1 none: the note under the main table
+    names CamVid-3 faithful with both shares; with both seeds flat there is no note."""
+    runs = book / "book" / "runs"
+
+    def write(tails):
+        for seed, tail in enumerate(tails):
+            hist = history([0.5] * 12)
+            losses_b = [-1.0, -2.0, -3.0] + tail
+            for record in hist["epochs"]:
+                e = record["epoch"]
+                record["loss_b"] = losses_b[e // 2 - 1] if e % 2 == 0 else None
+            write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3",
+                      seed=seed, selection=selection(0.5), history=hist)
+        return generate(book)["results_convergence.md"]
+
+    note = write([[-3.5, -3.9, -4.0], [-4.0, -4.0, -4.0]])
+    assert "**Not converged**" in note and "CamVid-3 faithful (1 of 2 seeds: 16.7 %, 0.0 %)" in note
+    note = write([[-4.0, -4.0, -4.0], [-4.0, -4.0, -4.0]])
+    assert "Not converged" not in note

@@ -47,22 +47,51 @@ def _last_quarter_share(curve: pd.DataFrame, last_epoch: float) -> float | None:
     return float((before["loss"].iloc[-1] - curve["loss"].iloc[-1]) / drop)
 
 
-def convergence_table(epochs: pd.DataFrame, reference) -> str:
-    """Per main-table dataset, variant and head: the share of the training-loss drop in the last quarter,
-    per seed, and whether every seed is flat (share within +-FLAT_SHARE), the criterion of the CPU scale's epochs."""
+def _head_shares(epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per main run and head (dataset, variant, head, run, share): the last quarter's share of its
+    training-loss drop; runs whose loss did not fall are left out (empty frame if none)."""
     main = main_epoch_records(epochs)  # one profile per (dataset, variant)
-    if main.empty:
-        return ""
     rows = []
+    if main.empty:
+        return pd.DataFrame(rows, columns=["dataset", "variant", "head", "run", "share"])
     for head, column in (("A", "loss_a"), ("B", "loss_b")):
-        for (dataset, variant, _), group in main.groupby(["dataset", "variant", "run"]):
+        for (dataset, variant, run), group in main.groupby(["dataset", "variant", "run"]):
             curve = group[["epoch", column]].dropna().rename(columns={column: "loss"}).sort_values("epoch")
             share = _last_quarter_share(curve, group["epoch"].max())
             if share is not None:
-                rows.append({"dataset": dataset, "variant": variant, "head": head, "share": share})
-    if not rows:
+                rows.append({"dataset": dataset, "variant": variant, "head": head, "run": run, "share": share})
+    return pd.DataFrame(rows, columns=["dataset", "variant", "head", "run", "share"])
+
+
+def convergence_note(epochs: pd.DataFrame, reference) -> str:
+    """The main-table cells whose head B (the evaluated head) was not flat over the last quarter of training
+    in every seed, with the seeds' shares: a sentence under the Results page's tables ('' if every cell is
+    flat or none has run)."""
+    shares = _head_shares(epochs)
+    shares = shares[shares["head"] == "B"]
+    names = labels(reference)
+    moving = []
+    for (dataset, variant), group in shares.groupby(["dataset", "variant"], sort=False):
+        off = group[group["share"].abs() >= FLAT_SHARE]
+        if not off.empty:
+            moving.append(f"{names.get(dataset, dataset)} {variant} ({len(off)} of {len(group)} "
+                          f"seed{'s' if len(group) > 1 else ''}: "
+                          + ", ".join(f"{100 * x:.1f} %" for x in group["share"]) + ")")
+    if not moving:
         return ""
-    shares = pd.DataFrame(rows).groupby(["dataset", "variant", "head"])["share"]
+    return ("**Not converged** by the CPU scale's criterion (head B's training loss moved by "
+            f"{100 * FLAT_SHARE:.0f} % or more of its drop in the last quarter of training; the last quarter's "
+            "share per seed in brackets; curves and the whole table on {doc}`ablations`, \"Number of epochs\"): "
+            + "; ".join(moving) + ". Their numbers may still move with more epochs.\n")
+
+
+def convergence_table(epochs: pd.DataFrame, reference) -> str:
+    """Per main-table dataset, variant and head: the share of the training-loss drop in the last quarter,
+    per seed, and whether every seed is flat (share within +-FLAT_SHARE), the criterion of the CPU scale's epochs."""
+    rows = _head_shares(epochs)
+    if rows.empty:
+        return ""
+    shares = rows.groupby(["dataset", "variant", "head"])["share"]
     table = pd.DataFrame({"seeds": shares.size().astype(str),
                           "last quarter's share of the loss drop (per seed)": shares.agg(
                               lambda v: ", ".join(f"{100 * x:.1f} %" for x in v)),
