@@ -400,7 +400,7 @@ def test_memory_bench_file_is_tabulated(book):
                "targets": {"items": []}}
     (bench / "cpu-memory-2026-12-04.json").write_text(json.dumps(payload))
     out = generate(book, bench=bench)["performance_bench.md"]
-    assert "this machine has 23.0 GB" in out
+    assert "this machine has 23.0 GiB" in out
     rows = [line for line in out.splitlines() if line.startswith("| dubai3")]
     assert [[c.strip() for c in r.split("|")[5:10]] for r in rows] == [["no", "430", "75", "33.0", "**no**"],
                                                                        ["yes", "270", "75", "20.0", "yes"]]
@@ -648,3 +648,31 @@ def test_results_page_names_the_cells_whose_head_b_was_still_moving(book):
     assert "**Not converged**" in note and "CamVid-3 faithful (1 of 2 seeds: 16.7 %, 0.0 %)" in note
     note = write([[-4.0, -4.0, -4.0], [-4.0, -4.0, -4.0]])
     assert "Not converged" not in note
+    note = write([[-4.0, -4.0, -4.0], [0.0, 0.5, 1.0]])  # seed 1 ends above its first value: not flat either
+    assert "CamVid-3 faithful (1 of 2 seeds: 0.0 %, did not fall)" in note
+
+
+def test_baselines_and_margins_read_the_scale_of_the_iic_cells(book):
+    """IIC ran at the CPU scale only; k-means ran at the paper scale (profile full, 128 px) and at the CPU scale
+    (64 px), the random network at the paper scale only. The Baselines table and the margins both use the CPU
+    k-means (IIC - k-means = 70 - 40), and the random network, with no run at IIC's scale, is not compared."""
+    runs = book / "book" / "runs"
+
+    def params(size):
+        return {"preset": "camvid3", "dataset": "camvid3", "input_size": size, "prescale": 0.33 * size / 128}
+
+    write_run(runs, "camvid3-faithful-s0-cpu", group="main", variant="faithful", dataset="camvid3", profile="cpu",
+              params=params(64), selection=selection(0.70))
+    write_run(runs, "camvid3-kmeans-s0-cpu", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              profile="cpu", params=params(64), selection=selection(0.40))
+    write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              profile="full", params=params(128), selection=selection(0.55))
+    write_run(runs, "camvid3-random-s0", group="baseline-random", variant="random-net", dataset="camvid3",
+              profile="full", params=params(128), selection=selection(0.35))
+    out = generate(book)
+    lines = [line for line in out["results_baselines.md"].splitlines() if line.startswith("| CamVid-3")]
+    kmeans = next(line for line in lines if "k-means" in line)
+    assert "[40.0](runs/camvid3-kmeans-s0-cpu.ipynb) (cpu profile)" in kmeans and "55.0" not in kmeans
+    assert "35.0" not in next(line for line in lines if "k-means" not in line)
+    assert row(out["results_margins.md"], "CamVid-3 (analogue of COCO-Stuff-3)")[3:5] == ["+30.0 (n = 1)",
+                                                                                        "*not run*"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -238,9 +239,24 @@ def run_precision(args, device, names: list[str]) -> dict:
     return result
 
 
+def _check_options(parser, args, argv) -> None:
+    """Reject an option the chosen kind of measurement would silently ignore (parser.error: exit 2)."""
+    given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+    ignored = {"--precision": {"--variants", "--crops"}, "--memory": {"--memory-batches", "--memory-jobs"}}
+    for kind, options in ignored.items():
+        if not getattr(args, kind.lstrip("-")) and given & options:
+            parser.error(f"{', '.join(sorted(given & options))} only with {kind}")
+    fixed = given & {"--tiny", "--heads", "--threads", "--checkpointing", "--batch", "--size"}
+    if args.memory and fixed:
+        parser.error(f"{', '.join(sorted(fixed))}: not with --memory, which measures each preset at its own crop "
+                     f"and batch, both heads, with and without checkpointing, one thread")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `iicrepro bench`: run, print a summary, write the JSON file atomically."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_options(parser, args, argv)
     threads = torch.get_num_threads()
     try:
         result = run(args)

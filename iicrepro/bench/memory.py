@@ -82,7 +82,9 @@ def bench_memory(*, presets: list[str], heads=("A", "B"), batches=BATCHES, check
                  jobs: int = 1, runner=None, progress=print) -> dict:
     """Every (preset, checkpointing, head) at each of `batches`, and its estimate at the preset's batch.
     runner(**case) -> measured case (default run_case: a fresh process each); `jobs` cases at a time (each
-    process has its own high-water mark, so running side by side does not mix their peaks)."""
+    process has its own high-water mark, so running side by side does not mix their peaks). A case that fails
+    (RuntimeError from the runner) is kept under "failed" with its error and its pair gets no estimate; the
+    rest are still measured and written."""
     from iicrepro.config import make_config
 
     runner = runner or run_case
@@ -93,16 +95,28 @@ def bench_memory(*, presets: list[str], heads=("A", "B"), batches=BATCHES, check
     available = machine_memory_mb()
     groups = [(preset, ckpt, head) for preset in presets for ckpt in checkpointing for head in heads]
     wanted = [dict(preset=p, head=h, batch=b, checkpointing=c) for p, c, h in groups for b in sorted(batches)]
+    def attempt(case: dict) -> dict:
+        try:
+            return runner(**case)
+        except RuntimeError as error:  # e.g. its process killed for memory: the other cases are still measured
+            progress(f"  {error}", flush=True)
+            return {**case, "error": str(error)[-2000:]}
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        measured = list(pool.map(lambda case: runner(**case), wanted))
+        measured = list(pool.map(attempt, wanted))
     estimates = []
     for index, (preset, ckpt, head) in enumerate(groups):
         target = make_config(preset).batch_size
-        estimates.append(estimate(*measured[2 * index:2 * index + 2], batch=target, available_mb=available))
+        pair = measured[2 * index:2 * index + 2]
+        if any("error" in case for case in pair):
+            progress(f"  {preset} head {head} checkpointing {ckpt}: no estimate (a case failed)", flush=True)
+            continue
+        estimates.append(estimate(*pair, batch=target, available_mb=available))
         e = estimates[-1]
         progress(f"  {preset} head {head} checkpointing {ckpt}: {e['per_pair_mb']:.0f} MB per pair, "
                  f"~{e['estimated_peak_mb'] / 1024:.1f} GB at batch {target}", flush=True)
-    return {"batches": sorted(batches), "jobs": jobs, "machine_memory_mb": available, "cases": measured,
+    return {"batches": sorted(batches), "jobs": jobs, "machine_memory_mb": available,
+            "cases": [c for c in measured if "error" not in c], "failed": [c for c in measured if "error" in c],
             "estimates": estimates}
 
 

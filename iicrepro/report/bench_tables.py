@@ -96,13 +96,15 @@ def _memory(table: dict | None) -> str:
     rows = [{"preset": e.get("preset"), "head": e.get("head"), "K": e.get("k"), "crop": e.get("input_size"),
              "checkpointing": "yes" if e.get("checkpointing") else "no",
              "MB per pair": _num(e.get("per_pair_mb"), 0), "batch": e.get("batch"),
-             "estimated peak (GB)": _num((e.get("estimated_peak_mb") or 0) / 1024),
+             "estimated peak (GiB)": _num((e.get("estimated_peak_mb") or 0) / 1024),
              "fits this machine": "yes" if e.get("fits") else "**no**"} for e in table.get("estimates") or []]
     machine = _num((table.get("machine_memory_mb") or 0) / 1024)
     return (f"\nMemory of one training step at each preset's own crop and batch on the CPU: the process's peak "
             f"resident memory measured at batches {table.get('batches')} (a fresh process each), extrapolated on "
-            f"the line through them; this machine has {machine} GB. The training images held in memory, the "
-            f"evaluation and the notebook's kernel come on top.\n\n" + to_md(pd.DataFrame(rows)))
+            f"the line through them; this machine has {machine} GiB. The training images held in memory, the "
+            f"evaluation and the notebook's kernel come on top.\n\n" + to_md(pd.DataFrame(rows))
+            + "".join(f"\n- **failed**: {c.get('preset')} head {c.get('head')} batch {c.get('batch')} checkpointing "
+                      f"{c.get('checkpointing')}: {str(c.get('error', ''))[-300:]}" for c in table.get("failed") or []))
 
 
 def _details(data: dict, presets: dict) -> str:

@@ -203,15 +203,23 @@ def main_epoch_records(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparable_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset, the rows of the profile its IIC runs have (else its preferred profile), so that IIC and
-    the baselines are compared at one scale; a group without runs of that profile keeps its preferred one."""
+    """Per dataset, the rows at one scale: every group's runs of the profile its IIC runs have (else the
+    dataset's preferred profile); a group without runs of that profile takes those of another profile at the
+    very same scale (the first in the cells' order), and a group with neither is left out, never compared
+    across scales (the baselines train nothing, so batch and epochs do not matter; crop and pre-scale do)."""
     kept = []
     for _, rows in frame.groupby("dataset"):
         main = rows[rows["group"] == "main"]
-        target = preferred_profile(main["profile"] if not main.empty else rows["profile"])
+        anchor = main if not main.empty else rows
+        target = preferred_profile(anchor["profile"])
+        scale = anchor[anchor["profile"] == target]["scale"].iloc[0]
         for _, group in rows.groupby("group"):
-            profile = target if (group["profile"] == target).any() else preferred_profile(group["profile"])
-            kept.append(group[group["profile"] == profile])
+            same = group[group["profile"] == target]
+            if same.empty:
+                same = group[group["scale"] == scale]
+                same = same[same["profile"] == preferred_profile(same["profile"])] if not same.empty else same
+            if not same.empty:
+                kept.append(same)
     return pd.concat(kept) if kept else frame.iloc[0:0]
 
 

@@ -10,7 +10,8 @@ import math
 
 import pandas as pd
 
-from iicrepro.report.frame import best_profile_rows, preferred_profile, protocol_rows, ranked_profiles
+from iicrepro.report.frame import (best_profile_rows, comparable_rows, preferred_profile, protocol_rows,
+                                   ranked_profiles)
 from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, METHODS, command_for, experiments, labels,
                                    manifest_cells)
 
@@ -124,9 +125,12 @@ def results_label_free(frame, reference) -> str:
 
 
 def results_baselines(frame, reference, *, runs, manifest) -> str:
-    """Random network and k-means: the paper's numbers and ours on the same data and protocols."""
+    """Random network and k-means: the paper's numbers and ours on the same data and protocols, each analogue's
+    at the scale of its IIC cells (comparable_rows), so that IIC minus a baseline read off the two tables is
+    the margin the margins table gives."""
     quotes, rows, missing = reference.get("baselines") or {}, [], []
-    base = frame[frame["group"].isin(list(BASELINES))]
+    base = comparable_rows(frame)  # each analogue's baselines at the scale of its IIC cells, as the margins
+    base = base[base["group"].isin(list(BASELINES))]
     ours = {rule: cells(base, keys=["dataset", "group"], rule=rule) if not base.empty else pd.Series(dtype=object)
             for rule in ("paper", "last")}
     for ds, label in labels(reference, analogue=True).items():

@@ -5,6 +5,8 @@ main_epochs: each (dataset, variant) at its preferred profile only.
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from iicrepro.report.frame import main_epoch_records, main_epochs
@@ -39,17 +41,29 @@ FLAT_SHARE = 0.10  # a loss curve counts as flat when its last quarter moves it 
 
 def _last_quarter_share(curve: pd.DataFrame, last_epoch: float) -> float | None:
     """Share of a run's loss drop (first to last logged epoch) that happened in the last quarter of training:
-    from the last value logged at or before epoch 0.75 E to the last value (curve: epoch, loss; sorted)."""
+    from the last value logged at or before epoch 0.75 E to the last value (curve: epoch, loss; sorted).
+    NaN if the loss did not fall at all (not flat either: nothing converged); None if too few epochs."""
     before = curve[curve["epoch"] <= 0.75 * last_epoch]
-    drop = curve["loss"].iloc[0] - curve["loss"].iloc[-1]
-    if before.empty or len(curve) < 2 or drop <= 0:
+    if before.empty or len(curve) < 2:
         return None
+    drop = curve["loss"].iloc[0] - curve["loss"].iloc[-1]
+    if drop <= 0:
+        return math.nan
     return float((before["loss"].iloc[-1] - curve["loss"].iloc[-1]) / drop)
+
+
+def _flat(shares: pd.Series) -> pd.Series:
+    """Whether each share is within +-FLAT_SHARE (a loss that did not fall, NaN, is not)."""
+    return shares.abs() < FLAT_SHARE
+
+
+def _share_text(share: float) -> str:
+    return "did not fall" if math.isnan(share) else f"{100 * share:.1f} %"
 
 
 def _head_shares(epochs: pd.DataFrame) -> pd.DataFrame:
     """One row per main run and head (dataset, variant, head, run, share): the last quarter's share of its
-    training-loss drop; runs whose loss did not fall are left out (empty frame if none)."""
+    training-loss drop, NaN where the loss did not fall (empty frame if none)."""
     main = main_epoch_records(epochs)  # one profile per (dataset, variant)
     rows = []
     if main.empty:
@@ -72,11 +86,11 @@ def convergence_note(epochs: pd.DataFrame, reference) -> str:
     names = labels(reference)
     moving = []
     for (dataset, variant), group in shares.groupby(["dataset", "variant"], sort=False):
-        off = group[group["share"].abs() >= FLAT_SHARE]
+        off = group[~_flat(group["share"])]
         if not off.empty:
             moving.append(f"{names.get(dataset, dataset)} {variant} ({len(off)} of {len(group)} "
                           f"seed{'s' if len(group) > 1 else ''}: "
-                          + ", ".join(f"{100 * x:.1f} %" for x in group["share"]) + ")")
+                          + ", ".join(map(_share_text, group["share"])) + ")")
     if not moving:
         return ""
     return ("**Not converged** by the CPU scale's criterion (head B's training loss moved by "
@@ -94,11 +108,11 @@ def convergence_table(epochs: pd.DataFrame, reference) -> str:
     shares = rows.groupby(["dataset", "variant", "head"])["share"]
     table = pd.DataFrame({"seeds": shares.size().astype(str),
                           "last quarter's share of the loss drop (per seed)": shares.agg(
-                              lambda v: ", ".join(f"{100 * x:.1f} %" for x in v)),
+                              lambda v: ", ".join(map(_share_text, v))),
                           f"flat (every seed within ±{100 * FLAT_SHARE:.0f} %)": shares.agg(
-                              lambda v: "yes" if (v.abs() < FLAT_SHARE).all() else "no")}).reset_index()
+                              lambda v: "yes" if _flat(v).all() else "no")}).reset_index()
     table["dataset"] = table["dataset"].map(labels(reference)).fillna(table["dataset"])
     return ("Convergence, from the same histories: how much of each head's training-loss drop (first to last "
             "epoch it trained) happened in the last quarter of training (the shaded span above); negative: the "
-            "loss rose again. A seed whose loss did not fall at all is left out of its row.\n\n"
+            "loss rose again; *did not fall*: the loss ended no lower than it began (not flat either).\n\n"
             + to_md(table))
