@@ -30,6 +30,11 @@ def history(accs, split="paper_eval"):
                        for i, acc in enumerate(accs)]}
 
 
+def scale_params(size, dataset="camvid3"):
+    """A run's params at crop `size`, pre-scaled so that its scale differs with the crop (as the profiles do)."""
+    return {"preset": dataset, "dataset": dataset, "input_size": size, "prescale": 0.33 * size / 128}
+
+
 def write_run(runs, name, *, group, variant, dataset, seed=0, status="ok", notebook=True, **extra):
     data = {"name": name, "status": status, "profile": "full", "study_group": group, "variant": variant,
             "dataset": dataset, "seed": seed, "code_revision": "abcdef1234567890", "device": "cpu",
@@ -269,25 +274,22 @@ def test_scales_table_compares_profiles_like_for_like(book):
     runs = book / "book" / "runs"
     assert "No analogue has faithful IIC runs at more than one scale" in generate(book)["results_scales.md"]
 
-    def params(size, dataset="camvid3"):
-        return {"preset": dataset, "dataset": dataset, "input_size": size, "prescale": 0.33 * size / 128}
-
     for seed, acc in enumerate([0.70, 0.60]):
         write_run(runs, f"camvid3-faithful-s{seed}-cpu", group="main", variant="faithful", dataset="camvid3",
-                  seed=seed, profile="cpu", params=params(64), selection=selection(acc))
+                  seed=seed, profile="cpu", params=scale_params(64), selection=selection(acc))
     write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="paper-cpu",
-              params=params(128), selection=selection(0.75, 0.72))
+              params=scale_params(128), selection=selection(0.75, 0.72))
     write_run(runs, "camvid3-kmeans-s0-cpu", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
-              profile="cpu", params=params(64), selection=selection(0.40))
+              profile="cpu", params=scale_params(64), selection=selection(0.40))
     write_run(runs, "camvid3-random-s0-cpu", group="baseline-random", variant="random-net", dataset="camvid3",
-              profile="cpu", params=params(64), selection=selection(0.30))
+              profile="cpu", params=scale_params(64), selection=selection(0.30))
     write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
-              profile="paper-cpu", params=params(128), selection=selection(0.45))
+              profile="paper-cpu", params=scale_params(128), selection=selection(0.45))
     write_run(runs, "camvid11-faithful-s0", group="main", variant="faithful", dataset="camvid11", profile="cpu",
-              params=params(64, "camvid11"), selection=selection(0.5))
+              params=scale_params(64, "camvid11"), selection=selection(0.5))
     out = generate(book)["results_scales.md"]
     write_run(runs, "camvid3-random-s0", group="baseline-random", variant="random-net", dataset="camvid3",
-              profile="full", params=params(128), selection=selection(0.35))  # the paper scale, profile full
+              profile="full", params=scale_params(128), selection=selection(0.35))  # the paper scale, profile full
     borrowed = generate(book)["results_scales.md"]
     lines = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in out.splitlines()
              if line.startswith("| CamVid-3")]
@@ -658,17 +660,14 @@ def test_baselines_and_margins_read_the_scale_of_the_iic_cells(book):
     k-means (IIC - k-means = 70 - 40), and the random network, with no run at IIC's scale, is not compared."""
     runs = book / "book" / "runs"
 
-    def params(size):
-        return {"preset": "camvid3", "dataset": "camvid3", "input_size": size, "prescale": 0.33 * size / 128}
-
     write_run(runs, "camvid3-faithful-s0-cpu", group="main", variant="faithful", dataset="camvid3", profile="cpu",
-              params=params(64), selection=selection(0.70))
+              params=scale_params(64), selection=selection(0.70))
     write_run(runs, "camvid3-kmeans-s0-cpu", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
-              profile="cpu", params=params(64), selection=selection(0.40))
+              profile="cpu", params=scale_params(64), selection=selection(0.40))
     write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
-              profile="full", params=params(128), selection=selection(0.55))
+              profile="full", params=scale_params(128), selection=selection(0.55))
     write_run(runs, "camvid3-random-s0", group="baseline-random", variant="random-net", dataset="camvid3",
-              profile="full", params=params(128), selection=selection(0.35))
+              profile="full", params=scale_params(128), selection=selection(0.35))
     out = generate(book)
     lines = [line for line in out["results_baselines.md"].splitlines() if line.startswith("| CamVid-3")]
     kmeans = next(line for line in lines if "k-means" in line)

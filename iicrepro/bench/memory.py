@@ -95,6 +95,7 @@ def bench_memory(*, presets: list[str], heads=("A", "B"), batches=BATCHES, check
     available = machine_memory_mb()
     groups = [(preset, ckpt, head) for preset in presets for ckpt in checkpointing for head in heads]
     wanted = [dict(preset=p, head=h, batch=b, checkpointing=c) for p, c, h in groups for b in sorted(batches)]
+
     def attempt(case: dict) -> dict:
         try:
             return runner(**case)

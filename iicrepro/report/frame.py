@@ -202,11 +202,25 @@ def main_epoch_records(epochs: pd.DataFrame) -> pd.DataFrame:
     return main[main["epoch"] > 0].drop_duplicates(["run", "epoch"])
 
 
+def same_scale_rows(group: pd.DataFrame, *, profile: str, scale: str) -> tuple[pd.DataFrame, str | None]:
+    """One group's runs in `profile`; without any there, those of another profile at the very same `scale`
+    (crop, pre-scale: a baseline trains nothing, so batch and epochs do not matter), the first in the cells'
+    order of profiles. Never crosses scales. -> (rows, the other profile taken, or None when `profile` had runs
+    or nothing matched)"""
+    own = group[group["profile"] == profile]
+    if not own.empty:
+        return own, None
+    same = group[group["scale"] == scale]
+    if same.empty:
+        return own, None
+    other = ranked_profiles(same["profile"])[0]
+    return same[same["profile"] == other], other
+
+
 def comparable_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, the rows at one scale: every group's runs of the profile its IIC runs have (else the
-    dataset's preferred profile); a group without runs of that profile takes those of another profile at the
-    very same scale (the first in the cells' order), and a group with neither is left out, never compared
-    across scales (the baselines train nothing, so batch and epochs do not matter; crop and pre-scale do)."""
+    dataset's preferred profile), or another profile's at the very same scale (`same_scale_rows`); a group with
+    neither is left out, never compared across scales."""
     kept = []
     for _, rows in frame.groupby("dataset"):
         main = rows[rows["group"] == "main"]
@@ -214,10 +228,7 @@ def comparable_rows(frame: pd.DataFrame) -> pd.DataFrame:
         target = preferred_profile(anchor["profile"])
         scale = anchor[anchor["profile"] == target]["scale"].iloc[0]
         for _, group in rows.groupby("group"):
-            same = group[group["profile"] == target]
-            if same.empty:
-                same = group[group["scale"] == scale]
-                same = same[same["profile"] == preferred_profile(same["profile"])] if not same.empty else same
+            same, _ = same_scale_rows(group, profile=target, scale=scale)
             if not same.empty:
                 kept.append(same)
     return pd.concat(kept) if kept else frame.iloc[0:0]

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from iicrepro.report.frame import (best_profile_rows, comparable_rows, preferred_profile, protocol_rows,
-                                   ranked_profiles)
+                                   ranked_profiles, same_scale_rows)
 from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, METHODS, command_for, experiments, labels,
                                    manifest_cells)
 
@@ -177,18 +177,13 @@ def results_scales(frame, reference) -> str:
 
 
 def _same_scale(runs: pd.DataFrame, *, dataset: str, group: str, profile: str, scale: str):
-    """The runs of (dataset, group) in `profile`; a baseline without any there takes those of another profile at
-    the very same scale (crop, pre-scale: the baselines train nothing, so batch and epochs do not matter), the
-    first in the cells' order of profiles, and says so. -> (rows, note)"""
+    """The runs of (dataset, group) in `profile`; a baseline without any there takes another profile's at the
+    very same scale (`same_scale_rows`) and says so. -> (rows, note)"""
     rows = runs[(runs["dataset"] == dataset) & (runs["group"] == group)]
-    own = rows[rows["profile"] == profile]
-    if group == "main" or not own.empty:
-        return own, ""
-    same = rows[rows["scale"] == scale]
-    if same.empty:
-        return own, ""
-    other = ranked_profiles(same["profile"])[0]
-    return same[same["profile"] == other], f" (same scale, {other} profile)" if other == "full" else ""
+    if group == "main":
+        return rows[rows["profile"] == profile], ""
+    same, other = same_scale_rows(rows, profile=profile, scale=scale)
+    return same, f" (same scale, {other} profile)" if other == "full" else ""
 
 
 def results_detail(frame, reference) -> str:
