@@ -242,3 +242,11 @@ def test_memory_keeps_the_cases_measured_when_one_fails():
     assert [(e["head"], e["checkpointing"]) for e in table["estimates"]] == [("B", False), ("A", True),
                                                                             ("B", True)]
     assert len(table["failed"]) == 1 and "exit -9" in table["failed"][0]["error"] and len(table["cases"]) == 7
+
+
+@pytest.mark.parametrize("argv, kind", [([], "step"), (["--tiny"], "step"), (["--memory"], "memory"),
+                                        (["--precision"], "precision"), (["--loss-table4"], "loss-table4")])
+def test_measurement_kind_names_what_a_call_measures(argv, kind):
+    """One value decides both what `run` measures and the default file's suffix (cpu-memory-<date>.json)."""
+    from iicrepro.bench.cli import _parser, measurement_kind
+    assert measurement_kind(_parser().parse_args(argv)) == kind

@@ -183,16 +183,24 @@ def run_memory(args, names: list[str]) -> dict:
     return result
 
 
+def measurement_kind(args) -> str:
+    """What one call measures (the options are mutually exclusive): "memory", "precision", "loss-table4" or
+    "step" (the default: step, loss and evaluation speed). Decides both what `run` does and the file name."""
+    return ("memory" if args.memory else "precision" if args.precision else
+            "loss-table4" if args.loss_table4 else "step")
+
+
 def run(args) -> dict:
     """Every measurement of one `iicrepro bench` call; returns the JSON payload."""
     device, names = _resolve(args)
-    if args.memory:
+    kind = measurement_kind(args)
+    if kind == "memory":
         return run_memory(args, names)
     if args.threads:  # 0: torch's default
         torch.set_num_threads(args.threads)
-    if args.precision:
+    if kind == "precision":
         return run_precision(args, device, names)
-    if args.loss_table4:
+    if kind == "loss-table4":
         result = _header(args, device, reductions=[])
         print(f"iicrepro bench --loss-table4 on {result['env']['device_name']} ({device}), torch "
               f"{torch.__version__}, revision {result['env']['git_revision']}", flush=True)
@@ -263,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)  # --threads must not outlive the call (tests share the process)
     date = result["env"]["date"][:10]
-    kind = ("-loss-table4" if args.loss_table4 else "-precision" if args.precision else
-            "-memory" if args.memory else "")
-    out = args.out or Path("benchmarks/results") / f"{result['env']['device']}{kind}-{date}.json"
+    kind = measurement_kind(args)
+    suffix = "" if kind == "step" else f"-{kind}"
+    out = args.out or Path("benchmarks/results") / f"{result['env']['device']}{suffix}-{date}.json"
     write_json_atomic(Path(out), result)
     for item in result["targets"]["items"]:
         print(f"  target {item['name']} {item['target']}: measured {item['measured']}, {item['status']}")
