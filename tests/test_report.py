@@ -388,6 +388,19 @@ def test_benchmark_files_are_tabulated(book):
     assert row(out, "cocostuff3")[-1] == "45%" or "45%" in out  # share of the matmul peak
 
 
+def test_benchmark_header_names_threads_and_load(book):
+    """CPU timings depend on the threads used and the machine's load: a file's header says both."""
+    bench = book / "benchmarks" / "results"
+    bench.mkdir(parents=True)
+    env = {"device": "cpu", "device_name": "x86_64", "torch": "2.13", "git_revision": "abc", "date": "2025-01-01",
+           "cpu_count": 2, "torch_threads": 1, "load_average_1min": 0.66, "load_average_1min_end": 1.94}
+    (bench / "cpu-threads1-2025-01-01.json").write_text(json.dumps({"env": env, "data": "synthetic"}))
+    (bench / "cuda-2025-01-01.json").write_text(json.dumps({"env": {**env, "torch_threads": None}}))
+    out = generate(book, bench=bench)["performance_bench.md"]
+    assert "torch threads 1 of 2 CPUs, 1-min load 0.7 -> 1.9." in out
+    assert out.count("torch threads") == 1
+
+
 def test_memory_bench_file_is_tabulated(book):
     """A `bench --memory` file: per preset, head and checkpointing, MB per pair, the estimate, whether it fits."""
     bench = book / "benchmarks" / "results"

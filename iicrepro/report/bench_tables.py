@@ -27,6 +27,16 @@ def performance_bench(bench_dir: Path) -> str:
     return "".join(_bench_file(path.name, json.loads(path.read_text())) for path in files)
 
 
+def _threads(env: dict) -> str:
+    """'; torch threads 2 of 2 CPUs, 1-min load 0.7 -> 1.9': CPU timings depend on both (empty without them)."""
+    if env.get("torch_threads") is None:
+        return ""
+    load = [env.get(k) for k in ("load_average_1min", "load_average_1min_end")]
+    loads = " -> ".join(_num(v) for v in load if v is not None)
+    return (f"; torch threads {env['torch_threads']} of {env.get('cpu_count', '?')} CPUs"
+            + (f", 1-min load {loads}" if loads else ""))
+
+
 def _steps(presets: dict, block: str) -> list[tuple[str, str, dict]]:
     return [(name, head, step) for name, preset in presets.items() for head, step in (preset.get(block) or {}).items()]
 
@@ -35,7 +45,7 @@ def _bench_file(name: str, data: dict) -> str:
     env, presets = data.get("env") or {}, data.get("presets") or {}
     parts = [f"\n**{name}**: {env.get('device_name', '?')} ({env.get('device', '?')}), torch {env.get('torch', '?')}, "
              f"revision `{env.get('git_revision', '?')}`, {env.get('date', '')}; data {data.get('data', '?')}; "
-             f"bf16 {(data.get('settings') or {}).get('bf16')}.\n"]
+             f"bf16 {(data.get('settings') or {}).get('bf16')}{_threads(env)}.\n"]
     parts += [f"- reduced: {note}\n" for note in data.get("reductions") or []]
     steps = pd.DataFrame([{"preset": p, "head": h, "K": s.get("k"), "batch": s.get("batch_size"),
                            "input": s.get("input_size"), "step (ms)": _num(s.get("step_ms")),
