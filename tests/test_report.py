@@ -688,3 +688,25 @@ def test_baselines_and_margins_read_the_scale_of_the_iic_cells(book):
     assert "35.0" not in next(line for line in lines if "k-means" not in line)
     assert row(out["results_margins.md"], "CamVid-3 (analogue of COCO-Stuff-3)")[3:5] == ["+30.0 (n = 1)",
                                                                                         "*not run*"]
+
+
+def test_precision_note_names_cells_that_mix_precisions(book):
+    """Each main cell's seeds by precision (their run files' engine): a cell mixing bf16 and float32 is named
+    with its seeds, uniform cells are listed by precision; baselines and ablations do not count."""
+    runs = book / "book" / "runs"
+    assert "Precision" not in generate(book)["results_precision.md"]
+
+    def engine(bf16):
+        return {"history": {"engine": {"bf16": bf16}, "epochs": []}}
+
+    for seed, bf16 in enumerate([False, False, True]):
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3", seed=seed,
+                  selection=selection(0.6), **engine(bf16))
+    write_run(runs, "camvid11-faithful-s0", group="main", variant="faithful", dataset="camvid11",
+              selection=selection(0.5), **engine(True))
+    write_run(runs, "camvid3-lambda-1.0-s0", group="ablation-lambda", variant="lambda=1.0", dataset="camvid3",
+              selection=selection(0.5), **engine(False))
+    note = generate(book)["results_precision.md"]
+    assert "every seed in bf16 autocast (the loss in float32): CamVid-11 faithful." in note
+    assert "**Mixed precision**" in note and "CamVid-3 faithful (bf16: seed 2; float32: seeds 0, 1)" in note
+    assert "float32: " not in note.split("**Mixed precision**")[0]  # no uniform float32 cell (ablations ignored)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from iicrepro.config import DATASETS
-from iicrepro.report.load import entry_dataset
+from iicrepro.report.frame import best_profile_rows
+from iicrepro.report.load import entry_dataset, labels
 from iicrepro.report.tables import link, pct, to_md
 
 
@@ -23,6 +24,35 @@ def status_line(runs: pd.DataFrame) -> str:
     profiles = runs[runs["profile"] != "full"]["profile"].value_counts().sort_index()
     extra = "".join(f"; {n} from the {p} profile" for p, n in profiles.items())
     return f"Run files found: {len(runs)} ({counts}){extra}.\n"
+
+
+def precision_note(runs: pd.DataFrame, reference) -> str:
+    """What the main cells' seeds trained in (each run file's `engine`): the cells by precision, and every cell
+    whose seeds mix bf16 and float32 named with its seeds, since its spread then includes any effect of
+    precision. '' when no main training run has finished."""
+    main = runs[(runs["group"] == "main") & (runs["status"] == "ok") & runs["precision"].notna()]
+    main = best_profile_rows(main, ["dataset", "variant"])  # the profile each cell shows
+    if main.empty:
+        return ""
+    names = labels(reference)
+    order = {dataset: i for i, dataset in enumerate(names)}
+    main = main.assign(order=main["dataset"].map(order).fillna(len(order))).sort_values(["order", "variant", "seed"])
+    uniform, mixed = {}, []
+    for (dataset, variant), cell in main.groupby(["dataset", "variant"], sort=False):
+        label = f"{names.get(dataset, dataset)} {variant}"
+        kinds = cell.groupby("precision", sort=True)["seed"].agg(lambda s: ", ".join(str(int(x)) for x in s))
+        if len(kinds) == 1:
+            uniform.setdefault(kinds.index[0], []).append(label)
+        else:
+            mixed.append(f"{label} (" + "; ".join(f"{precision}: seed{'s' if ',' in seeds else ''} {seeds}"
+                                                  for precision, seeds in kinds.items()) + ")")
+    described = {"bf16": "bf16 autocast (the loss in float32)", "float32": "float32"}
+    text = "**Precision of the main cells** (each run file's `engine`; {doc}`deviations`, *Precision*): " + "; ".join(
+        f"every seed in {described.get(p, p)}: {', '.join(cells)}" for p, cells in sorted(uniform.items())) + "."
+    if mixed:
+        text += (" **Mixed precision**, the spread over seeds includes any effect of precision: "
+                 + "; ".join(mixed) + ".")
+    return text + "\n"
 
 
 def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str:
