@@ -607,19 +607,21 @@ def test_a_cpu_run_and_a_full_run_of_one_name_are_two_curves(book):
 
 
 def test_progress_prices_each_run_left_by_its_epochs_images_and_crop(tmp_path):
-    """One CamVid run done (64 px, 4 epochs of 150 s): an epoch costs 150 s. A 10 % run of 40 epochs counts 4
-    epochs (10 min); a Dubai run at 128 px, on a crop no run measured, is scaled by pixel count: 4 x 150 s x 4 =
-    40 min; a bf16 run is not priced (no run here trained in bf16)."""
+    """One CamVid run done (64 px, 4 epochs of 150 s, float32): an epoch costs 150 s. A 10 % run of 40 epochs
+    counts 4 epochs (10 min); a Dubai run at 128 px, on a crop no run measured, is scaled by pixel count:
+    4 x 150 s x 4 = 40 min; a bf16 run is not priced (no run here trained in bf16). Once a later run trained in
+    bf16, the `bf16: auto` runs are priced at bf16's rates."""
     from iicrepro.report import load, tables_runs
 
     manifest = {"seeds": [0], "notebooks": {"train": "notebooks/train.ipynb"}, "profiles": {"cpu": {"out": "runs"}},
                 "runs": [
                     {"name": "camvid3-faithful", "study_group": "main", "variant": "faithful",
-                     "params": {"preset": "camvid3", "input_size": 64, "epochs": 4}},
+                     "params": {"preset": "camvid3", "input_size": 64, "epochs": 4, "bf16": "auto"}},
                     {"name": "camvid3-size-10", "study_group": "ablation-size", "variant": "10%",
-                     "params": {"preset": "camvid3", "input_size": 64, "epochs": 40, "data_fraction": 0.1}},
+                     "params": {"preset": "camvid3", "input_size": 64, "epochs": 40, "data_fraction": 0.1,
+                                "bf16": "auto"}},
                     {"name": "dubai3-faithful", "study_group": "main", "variant": "faithful",
-                     "params": {"preset": "dubai3", "input_size": 128, "epochs": 4}},
+                     "params": {"preset": "dubai3", "input_size": 128, "epochs": 4, "bf16": "auto"}},
                     {"name": "camvid3-bf16", "study_group": "precision", "variant": "bf16",
                      "params": {"preset": "camvid3", "input_size": 64, "epochs": 4, "bf16": True}}]}
     (tmp_path / "notebooks").mkdir()
@@ -638,9 +640,25 @@ def test_progress_prices_each_run_left_by_its_epochs_images_and_crop(tmp_path):
     assert row(text, "main")[1:] == ["2", "1", "1", "40 min"]
     assert row(text, "ablation-size")[1:] == ["1", "0", "1", "10 min"]
     assert row(text, "precision")[1:] == ["1", "0", "1", "not estimated"]
-    assert "CamVid at 64 px: 2 min" in text and "the 2 training runs left need about 50 min" in text
+    assert "CamVid at 64 px in float32: 2 min" in text and "the 2 training runs left need about 50 min" in text
     assert "(1 of them on images or crop sides no run has measured yet" in text
     assert "The 1 bf16 run left is not in it" in text
+
+    # a later run on a machine with bf16 units, 4 epochs of 15 s: `bf16: auto` runs are now priced in bf16
+    # (Dubai 4 x 15 s x 4 = 4 min, the 10 % run 4 x 15 s = 60 s), the bf16 run too (60 s)
+    bf16 = history([0.5] * 4)
+    for record in bf16["epochs"]:
+        record["wall_s"] = 15.0
+    bf16.update(config={"input_size": 64, "data_fraction": 1.0}, engine={"bf16": True})
+    write_run(runs, "camvid3-bf16-s0", group="precision", variant="bf16", dataset="camvid3", profile="cpu",
+              wall_time_s=60.0, history=bf16, started="2025-02-01T00:00:00+00:00")
+    text = tables_runs.progress(report_frame.runs_frame(load.read_runs(runs, pages_dir=tmp_path)),
+                                tmp_path / "study.yaml")
+    assert row(text, "main")[1:] == ["2", "1", "1", "4 min"]
+    assert row(text, "ablation-size")[1:] == ["1", "0", "1", "60 s"]
+    assert row(text, "precision")[1:] == ["1", "1", "0", "0"]
+    assert "CamVid at 64 px in bf16: 15 s" in text and "`bf16: auto` are priced in bf16, the precision of" in text
+    assert "not in it" not in text
 
 
 def test_results_page_names_the_cells_whose_head_b_was_still_moving(book):

@@ -62,8 +62,10 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     run's results (alias_of) cost nothing and are left out. The time left is an estimate from the run files:
     each remaining training run costs its epochs over the whole training set (epochs x data_fraction) times the
     median cost of such an epoch in the runs done on the same images and crop side (`_epoch_costs`); a crop
-    side no run has measured is scaled from the others by pixel count; bf16 runs are left out of it unless a
-    run done here trained in bf16 (emulated bf16 is far slower than float32).
+    side no run has measured is scaled from the others by pixel count. Rates are kept apart by precision: a run
+    left is priced at the rates of the precision it will train in (`bf16: true` bf16, `false` float32, `"auto"`
+    that of the latest run done, i.e. of the machine the study is on now), and not priced when no run done
+    trained in that precision (bf16 and float32 epochs differ several-fold).
     """
     from iicrepro.study import load_study, resolved_config  # the manifest's expansion, as `study list` sees it
 
@@ -78,7 +80,7 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
         row = {"run": r.name, "group": r.study_group, "trains": r.notebook.endswith("train.ipynb")}
         if row["trains"]:
             cfg = resolved_config(r.params)
-            row.update(family=DATASETS[cfg.dataset].family, input_size=cfg.input_size, bf16=cfg.bf16 is True,
+            row.update(family=DATASETS[cfg.dataset].family, input_size=cfg.input_size, bf16=cfg.bf16,
                        epoch_units=cfg.epochs * cfg.data_fraction)
         rows.append(row)
     planned = pd.DataFrame(rows, columns=["run", "group", "trains", "family", "input_size", "bf16", "epoch_units"])
@@ -87,12 +89,16 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     ok = runs[(runs["profile"] == profile) & (runs["status"] == "ok")]
     planned["done"] = planned["run"].isin(set(ok["run"]))
     trained = ok[ok["run"].isin(set(planned.loc[planned["trains"], "run"]))]
+    trained = trained.assign(precision=trained["precision"].fillna("float32"))  # no engine record: before bf16
     costs = _epoch_costs(trained)
-    bf16_measured = bool((trained["precision"] == "bf16").any())
+    current = _latest_precision(trained)
     wall = trained["cost_s"].dropna()
     todo = planned[planned["trains"] & ~planned["done"]]
+    todo = todo.assign(precision=todo["bf16"].map(lambda b: "bf16" if b is True else "float32" if b is False
+                                                  else current))
     per_run = wall.median() if len(wall) else None  # the estimate when no run file tells its epochs' cost
-    estimate = {r["run"]: _run_estimate(r, costs, bf16_measured, per_run=per_run) for _, r in todo.iterrows()}
+    estimate = {r["run"]: _run_estimate(r, costs, per_run=per_run if r["precision"] == current else None)
+                for _, r in todo.iterrows()}
     planned["hours"] = planned["run"].map(lambda run: (estimate.get(run) or (None, None))[0])
     planned["todo"] = planned["run"].isin(set(todo["run"]))
     planned["unpriced"] = planned["todo"] & planned["hours"].isna()
@@ -121,7 +127,8 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     known = len(kinds) - unknown
     runs_left = f"{known} training run{'s' if known > 1 else ''} left need{'' if known > 1 else 's'}"
     if costs:
-        rates = "; ".join(f"{family_label(f)} at {px} px: {_hours(s)}" for (f, px), s in sorted(costs.items()))
+        rates = "; ".join(f"{family_label(f)} at {px} px in {p}: {_hours(s)}"
+                          for (f, px, p), s in sorted(costs.items()))
         text += (f"\n{took} (device: {device}). One epoch over all training images (evaluation included) costs, "
                  f"as a median of those runs: {rates}. At these rates the {runs_left} about {_hours(total)} on the "
                  "same machine")
@@ -130,11 +137,15 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     if scaled:
         text += (f" ({scaled} of them on images or crop sides no run has measured yet, scaled from the others by "
                  "pixel count)")
+    if todo["bf16"].map(lambda b: b == "auto").any():
+        text += f"; runs with `bf16: auto` are priced in {current}, the precision of the latest run done"
     text += ". That is an estimate from the runs done, not a measurement."
     if unknown:
-        text += (f" The {unknown} bf16 run{'s' if unknown > 1 else ''} left {'are' if unknown > 1 else 'is'} not in "
-                 "it: no run done here trained in bf16, and on a CPU without bf16 matrix units bf16 is far slower "
-                 "than float32 ({doc}`performance`).")
+        unpriced = todo[todo["run"].map(lambda run: estimate[run][1] is None)]
+        for precision, n in unpriced["precision"].value_counts().sort_index().items():
+            text += (f" The {n} {precision} run{'s' if n > 1 else ''} left {'are' if n > 1 else 'is'} not in it: no "
+                     f"run done here trained in {precision}, and bf16 and float32 epochs differ several-fold (on a "
+                     "CPU without bf16 matrix units bf16 is far slower than float32; {doc}`performance`).")
     return text + "\n"
 
 
@@ -143,30 +154,39 @@ def family_label(family: str) -> str:
     return {"camvid": "CamVid", "dubai": "Dubai", "cocostuff": "COCO-Stuff", "potsdam": "Potsdam"}.get(family, family)
 
 
-def _epoch_costs(trained: pd.DataFrame) -> dict[tuple[str, int], float]:
-    """{(image family, crop side): median seconds of one epoch over all training images} of the runs done.
+def _latest_precision(trained: pd.DataFrame) -> str:
+    """The precision of the latest training run done ("bf16" | "float32"): what `bf16: auto` trains in on the
+    machine the study is on now. float32 when no run file says (the default of `bf16`)."""
+    known = trained.dropna(subset=["precision", "started"])
+    return str(known.sort_values("started")["precision"].iloc[-1]) if not known.empty else "float32"
+
+
+def _epoch_costs(trained: pd.DataFrame) -> dict[tuple[str, int, str], float]:
+    """{(image family, crop side, precision): median seconds of one epoch over all training images} of the runs
+    done.
 
     An epoch's cost is the run's cost (`cost_s`, evaluation included) over its epochs x data_fraction; the
     analogues of one family (CamVid-3 and CamVid-11) train on the same images, so they share a rate.
     """
-    known = trained.dropna(subset=["cost_s", "input_size", "epoch_units"])
+    known = trained.dropna(subset=["cost_s", "input_size", "epoch_units", "precision"])
     known = known[(known["epoch_units"] > 0) & known["dataset"].isin(list(DATASETS))]
     if known.empty:
         return {}
     per_epoch = known.assign(family=known["dataset"].map(lambda d: DATASETS[d].family),
                              rate=known["cost_s"] / known["epoch_units"])
-    medians = per_epoch.groupby(["family", "input_size"])["rate"].median()
-    return {(str(f), int(px)): float(r) for (f, px), r in medians.items()}
+    medians = per_epoch.groupby(["family", "input_size", "precision"])["rate"].median()
+    return {(str(f), int(px), str(p)): float(r) for (f, px, p), r in medians.items()}
 
 
-def _run_estimate(run: pd.Series, costs: dict, bf16_measured: bool, *,
-                  per_run: float | None) -> tuple[float | None, str | None]:
-    """(hours, "measured" | "scaled" | "per run") of one remaining training run; (None, None) for a bf16 run
-    when no run done trained in bf16, or when nothing is known. Without epoch costs, the median run (per_run)."""
-    if run["bf16"] and not bf16_measured:
-        return None, None
+def _run_estimate(run: pd.Series, costs: dict, *, per_run: float | None) -> tuple[float | None, str | None]:
+    """(hours, "measured" | "scaled" | "per run") of one remaining training run at the rates of its precision
+    (run["precision"]); (None, None) when no run done trained in that precision, or when nothing is known.
+    Without any epoch costs (run files without a history), the median run (per_run)."""
     if not costs:
         return (None, None) if per_run is None or pd.isna(per_run) else (per_run / 3600, "per run")
+    costs = {(f, px): c for (f, px, p), c in costs.items() if p == run["precision"]}
+    if not costs:
+        return None, None
     key = (run["family"], int(run["input_size"]))
     if key in costs:
         return costs[key] * run["epoch_units"] / 3600, "measured"
@@ -176,7 +196,7 @@ def _run_estimate(run: pd.Series, costs: dict, bf16_measured: bool, *,
 
 def _left(group: pd.Series) -> str:
     """A group's estimated training left: "12 hours", "0" when nothing is left, "—" for groups that do not
-    train, and "not estimated" for the runs `_run_estimate` cannot price (bf16 on a machine without bf16 runs)."""
+    train, and "not estimated" for the runs `_run_estimate` cannot price (a precision no run done trained in)."""
     if not group["trains"]:
         return "—"
     todo, unpriced = int(group["todo"]), int(group["unpriced"])
@@ -189,7 +209,10 @@ def _left(group: pd.Series) -> str:
 
 
 def _hours(seconds: float) -> str:
-    """"93 hours"; under 90 minutes in minutes ("40 min"), so that a short rest never reads "0 hours"."""
+    """"93 hours"; under 90 minutes in minutes ("40 min") and under two minutes in seconds ("20 s"), so that a
+    short rest never reads "0 hours" or "0 min"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.0f} hours"
