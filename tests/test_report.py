@@ -725,6 +725,9 @@ def test_precision_note_names_cells_that_mix_precisions(book):
     write_run(runs, "camvid3-lambda-1.0-s0", group="ablation-lambda", variant="lambda=1.0", dataset="camvid3",
               selection=selection(0.5), **engine(False))
     note = generate(book)["results_precision.md"]
-    assert "every seed in bf16 autocast (the loss in float32): CamVid-11 faithful." in note
-    assert "**Mixed precision**" in note and "CamVid-3 faithful (bf16: seed 2; float32: seeds 0, 1)" in note
-    assert "float32: " not in note.split("**Mixed precision**")[0]  # no uniform float32 cell (ablations ignored)
+    assert "every seed in bf16 autocast (the loss in float32): CamVid-11 faithful; " in note
+    assert "**mixed precision**" in note and "CamVid-3 faithful (bf16: seed 2; float32: seeds 0, 1)" in note
+    assert "float32: " not in note.split("**mixed precision**")[0]  # no uniform float32 cell (ablations ignored)
+    (runs / "camvid11-faithful-s0.json").unlink()
+    note = generate(book)["results_precision.md"]
+    assert "(each run file's `engine`; {doc}`deviations`, *Precision*): **mixed precision**" in note

@@ -47,12 +47,12 @@ def precision_note(runs: pd.DataFrame, reference) -> str:
             mixed.append(f"{label} (" + "; ".join(f"{precision}: seed{'s' if ',' in seeds else ''} {seeds}"
                                                   for precision, seeds in kinds.items()) + ")")
     described = {"bf16": "bf16 autocast (the loss in float32)", "float32": "float32"}
-    text = "**Precision of the main cells** (each run file's `engine`; {doc}`deviations`, *Precision*): " + "; ".join(
-        f"every seed in {described.get(p, p)}: {', '.join(cells)}" for p, cells in sorted(uniform.items())) + "."
+    parts = [f"every seed in {described.get(p, p)}: {', '.join(cells)}" for p, cells in sorted(uniform.items())]
     if mixed:
-        text += (" **Mixed precision**, the spread over seeds includes any effect of precision: "
-                 + "; ".join(mixed) + ".")
-    return text + "\n"
+        parts.append("**mixed precision**, the spread over seeds then includes any effect of precision: "
+                     + "; ".join(mixed))
+    return ("**Precision of the main cells** (each run file's `engine`; {doc}`deviations`, *Precision*): "
+            + "; ".join(parts) + ".\n")
 
 
 def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str:
