@@ -629,14 +629,21 @@ def test_progress_prices_each_run_left_by_its_epochs_images_and_crop(tmp_path):
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(manifest))
     runs = tmp_path / "runs"
     runs.mkdir()
-    hist = history([0.5] * 4)
-    for record in hist["epochs"]:
-        record["wall_s"] = 150.0
-    hist["config"] = {"input_size": 64, "data_fraction": 1.0}
+
+    def timed_history(epoch_s, **extra):
+        """4 epochs of epoch_s seconds each at 64 px on all images."""
+        hist = history([0.5] * 4)
+        for record in hist["epochs"]:
+            record["wall_s"] = epoch_s
+        return {**hist, "config": {"input_size": 64, "data_fraction": 1.0}, **extra}
+
+    def progress():
+        return tables_runs.progress(report_frame.runs_frame(load.read_runs(runs, pages_dir=tmp_path)),
+                                    tmp_path / "study.yaml")
+
     write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="cpu",
-              wall_time_s=600.0, history=hist)
-    text = tables_runs.progress(report_frame.runs_frame(load.read_runs(runs, pages_dir=tmp_path)),
-                                tmp_path / "study.yaml")
+              wall_time_s=600.0, history=timed_history(150.0))
+    text = progress()
     assert row(text, "main")[1:] == ["2", "1", "1", "40 min"]
     assert row(text, "ablation-size")[1:] == ["1", "0", "1", "10 min"]
     assert row(text, "precision")[1:] == ["1", "0", "1", "not estimated"]
@@ -646,14 +653,10 @@ def test_progress_prices_each_run_left_by_its_epochs_images_and_crop(tmp_path):
 
     # a later run on a machine with bf16 units, 4 epochs of 15 s: `bf16: auto` runs are now priced in bf16
     # (Dubai 4 x 15 s x 4 = 4 min, the 10 % run 4 x 15 s = 60 s), the bf16 run too (60 s)
-    bf16 = history([0.5] * 4)
-    for record in bf16["epochs"]:
-        record["wall_s"] = 15.0
-    bf16.update(config={"input_size": 64, "data_fraction": 1.0}, engine={"bf16": True})
     write_run(runs, "camvid3-bf16-s0", group="precision", variant="bf16", dataset="camvid3", profile="cpu",
-              wall_time_s=60.0, history=bf16, started="2025-02-01T00:00:00+00:00")
-    text = tables_runs.progress(report_frame.runs_frame(load.read_runs(runs, pages_dir=tmp_path)),
-                                tmp_path / "study.yaml")
+              wall_time_s=60.0, history=timed_history(15.0, engine={"bf16": True}),
+              started="2025-02-01T00:00:00+00:00")
+    text = progress()
     assert row(text, "main")[1:] == ["2", "1", "1", "4 min"]
     assert row(text, "ablation-size")[1:] == ["1", "0", "1", "60 s"]
     assert row(text, "precision")[1:] == ["1", "1", "0", "0"]

@@ -137,7 +137,7 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     if scaled:
         text += (f" ({scaled} of them on images or crop sides no run has measured yet, scaled from the others by "
                  "pixel count)")
-    if todo["bf16"].map(lambda b: b == "auto").any():
+    if (todo["bf16"] == "auto").any():
         text += f"; runs with `bf16: auto` are priced in {current}, the precision of the latest run done"
     text += ". That is an estimate from the runs done, not a measurement."
     if unknown:
