@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iicrepro.report import frame as report_frame, pages
+from iicrepro.report import frame as report_frame, load, pages
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -249,6 +249,26 @@ def test_baselines_and_ablations_grouped_by_study_group_and_variant(book):
     assert "ablation-crop" in out["ablations_other.md"] and "25.0" in out["ablations_other.md"]
     assert "Not run" in out["ablation_sobel.md"]
     assert "69.1" in out["ablation_lambda_quoted.md"]
+
+
+def test_an_alias_shows_its_source_as_it_is_now_not_its_older_copy(book):
+    """A reference variant's file is a copy of its source; when the source is trained again, the book must
+    show the new source (the copy would otherwise keep the old numbers), under the alias's own labels."""
+    runs = book / "book" / "runs"
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
+              selection=selection(0.62), fingerprint="new")
+    write_run(runs, "camvid3-lambda-1.5-s0", group="ablation-lambda", variant="lambda=1.5", dataset="camvid3",
+              notebook=False, selection=selection(0.68), fingerprint="old", alias_of="camvid3-faithful-s0")
+    write_run(runs, "camvid3-lambda-1.0-s0", group="ablation-lambda", variant="lambda=1.0", dataset="camvid3",
+              selection=selection(0.55))
+    alias = next(r for r in load.read_runs(runs, pages_dir=book / "book") if r["name"] == "camvid3-lambda-1.5-s0")
+    assert (alias["fingerprint"], alias["study_group"], alias["variant"]) == ("new", "ablation-lambda", "lambda=1.5")
+    assert alias["notebook_link"] == "runs/camvid3-faithful-s0.ipynb"
+    reference = next(line for line in generate(book)["ablation_lambda.md"].splitlines() if "| lambda=1.5 " in line)
+    assert "[62.0](runs/camvid3-faithful-s0.ipynb)" in reference and "68.0" not in reference
+    (runs / "camvid3-faithful-s0.json").write_text("{not json")
+    with pytest.raises(ValueError, match="camvid3-faithful-s0.json"):
+        load.read_runs(runs)
 
 
 def test_margins_over_baselines_paper_and_ours(book):

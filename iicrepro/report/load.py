@@ -38,6 +38,7 @@ def read_runs(runs_dir: Path, *, pages_dir: Path | None = None) -> list[dict]:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"run file {path}: not valid JSON ({error})") from error
+        data = _from_source(data, path)
         notebook = path.with_suffix(".ipynb")
         if not notebook.is_file() and data.get("alias_of"):  # a relabelled run: link the run it reuses
             notebook = path.with_name(f"{data['alias_of']}.ipynb")
@@ -49,6 +50,27 @@ def read_runs(runs_dir: Path, *, pages_dir: Path | None = None) -> list[dict]:
                      if notebook.is_file() else None,
                      "notebook_file": str(notebook) if notebook.is_file() else None})
     return runs
+
+
+# What an alias keeps of its own file: its name and labels. Everything else is read from the run it reuses.
+ALIAS_LABELS = ("name", "study_group", "variant", "alias_of")
+
+
+def _from_source(data: dict, path: Path) -> dict:
+    """An alias run file (a reference variant, "alias_of": SOURCE) with its results read from SOURCE.json in
+    the same folder, so that it can never show an older copy of a run that was trained again (its file is a
+    copy made by `iicrepro study run`, iicrepro.runner.alias). Without that source file it is left as it is."""
+    source = path.with_name(f"{data.get('alias_of')}.json")
+    if not data.get("alias_of") or not source.is_file():
+        return data
+    try:
+        origin = json.loads(source.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"run file {source} (reused by {path.name}): not valid JSON ({error})") from error
+    labels = {key: data[key] for key in ALIAS_LABELS if key in data}
+    params = {**(origin.get("params") or {}), **{k: v for k, v in (data.get("params") or {}).items()
+                                                  if k in ("study_group", "variant")}}
+    return {**origin, **labels, "params": params}
 
 
 def read_reference(path: Path) -> dict:
