@@ -683,6 +683,14 @@ def test_progress_prices_each_run_left_by_its_epochs_images_and_crop(tmp_path):
     assert "CamVid at 64 px in bf16: 15 s" in text and "`bf16: auto` are priced in bf16, the precision of" in text
     assert "not in it" not in text
 
+    # the manifest raises CamVid-3's epochs from 4 to 10 after it ran: that run is no longer done, and is
+    # priced at the 6 epochs it lacks (`bf16: auto`, so at bf16's 15 s an epoch)
+    manifest["runs"][0]["params"]["epochs"] = 10
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(manifest))
+    text = progress()
+    assert row(text, "main")[1:] == ["2", "0", "2", "6 min"]  # Dubai 4 min + CamVid 6 x 15 s
+    assert "1 of the runs left is a run done with fewer epochs than the manifest now plans" in text
+
 
 def test_results_page_names_the_cells_whose_head_b_was_still_moving(book):
     """Seed 0's head B drops 17 % of its loss in the last quarter, seed 1 none: the note under the main table

@@ -58,8 +58,9 @@ def precision_note(runs: pd.DataFrame, reference) -> str:
 def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str:
     """What the manifest plans for one profile against the run files that exist, per study group.
 
-    A run counts as done when its run file (any code revision) has status ok; runs that reuse another
-    run's results (alias_of) cost nothing and are left out. The time left is an estimate from the run files:
+    A run counts as done when its run file (any code revision) has status ok and, for a training run, trained
+    the epochs the manifest plans (a run whose epochs were raised later is priced at those it lacks); runs
+    that reuse another run's results (alias_of) cost nothing and are left out. The time left is an estimate from the run files:
     each remaining training run costs its epochs over the whole training set (epochs x data_fraction) times the
     median cost of such an epoch in the runs done on the same images and crop side (`_epoch_costs`); a crop
     side no run has measured is scaled from the others by pixel count. Rates are kept apart by precision: a run
@@ -88,12 +89,15 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
         return ""
     ok = runs[(runs["profile"] == profile) & (runs["status"] == "ok")]
     planned["done"] = planned["run"].isin(set(ok["run"]))
+    lacking = _epochs_lacking(planned, ok)
+    planned["done"] &= ~planned["run"].isin(set(lacking))
     trained = ok[ok["run"].isin(set(planned.loc[planned["trains"], "run"]))]
     trained = trained.assign(precision=trained["precision"].fillna("float32"))  # no engine record: before bf16
     costs = _epoch_costs(trained)
     current = _latest_precision(trained)
     wall = trained["cost_s"].dropna()
     todo = planned[planned["trains"] & ~planned["done"]]
+    todo = todo.assign(epoch_units=todo["run"].map(lacking).fillna(todo["epoch_units"]))
     todo = todo.assign(precision=todo["bf16"].map(lambda b: "bf16" if b is True else "float32" if b is False
                                                   else current))
     per_run = wall.median() if len(wall) else None  # the estimate when no run file tells its epochs' cost
@@ -139,6 +143,11 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
                  "pixel count)")
     if (todo["bf16"] == "auto").any():
         text += f"; runs with `bf16: auto` are priced in {current}, the precision of the latest run done"
+    if lacking:
+        n = len(lacking)
+        text += (f"; {n} of the runs left {'are runs' if n > 1 else 'is a run'} done with fewer epochs than the "
+                 f"manifest now plans, priced at the epochs {'they lack' if n > 1 else 'it lacks'} (a run continues "
+                 "from its checkpoint where the machine kept it)")
     text += ". That is an estimate from the runs done, not a measurement."
     if unknown:
         unpriced = todo[todo["run"].map(lambda run: estimate[run][1] is None)]
@@ -147,6 +156,19 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
                      f"run done here trained in {precision}, and bf16 and float32 epochs differ several-fold (on a "
                      "CPU without bf16 matrix units bf16 is far slower than float32; {doc}`performance`).")
     return text + "\n"
+
+
+def _epochs_lacking(planned: pd.DataFrame, ok: pd.DataFrame) -> dict[str, float]:
+    """{run: epochs over all training images it lacks} for the training runs done whose run file trained
+    fewer epochs than the manifest now plans for them (its epochs were raised after it ran): not done, and
+    priced at the difference. Run files that do not say how much they trained count as done."""
+    done_units = ok.dropna(subset=["epoch_units"]).set_index("run")["epoch_units"]
+    lacking = {}
+    for _, row in planned[planned["trains"] & planned["done"]].iterrows():
+        have = done_units.get(row["run"])
+        if have is not None and have < row["epoch_units"] - 1e-9:
+            lacking[row["run"]] = row["epoch_units"] - have
+    return lacking
 
 
 def family_label(family: str) -> str:
