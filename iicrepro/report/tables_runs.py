@@ -63,10 +63,10 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     that reuse another run's results (alias_of) cost nothing and are left out. The time left is an estimate
     from the run files: each remaining training run costs its epochs over the whole training set (epochs x
     data_fraction) times the median cost of such an epoch in the runs done on the same images and crop side
-    (`_epoch_costs`); a crop side no run has measured is scaled from the others by pixel count. Rates are kept apart by precision: a run
-    left is priced at the rates of the precision it will train in (`bf16: true` bf16, `false` float32, `"auto"`
-    that of the latest run done, i.e. of the machine the study is on now), and not priced when no run done
-    trained in that precision (bf16 and float32 epochs differ several-fold).
+    (`_epoch_costs`); a crop side no run has measured is scaled from the others by pixel count. Rates are
+    kept apart by precision: a run left is priced at the rates of the precision it will train in (`bf16: true`
+    bf16, `false` float32, `"auto"` that of the latest run done, i.e. of the machine the study is on now), and
+    not priced when no run done trained in that precision (bf16 and float32 epochs differ several-fold).
     """
     from iicrepro.study import load_study, resolved_config  # the manifest's expansion, as `study list` sees it
 
