@@ -32,13 +32,15 @@ def read_runs(runs_dir: Path, *, pages_dir: Path | None = None) -> list[dict]:
     pages_dir (default RUNS/..), or None. Invalid JSON raises a ValueError naming the file."""
     runs_dir = Path(runs_dir)
     pages_dir = Path(pages_dir or runs_dir.parent)
-    runs = []
+    loaded = {}
     for path in sorted(runs_dir.glob("*.json")) + sorted(runs_dir.glob("*/*.json")):
         try:
-            data = json.loads(path.read_text())
+            loaded[path] = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"run file {path}: not valid JSON ({error})") from error
-        data = _from_source(data, path)
+    runs = []
+    for path, data in loaded.items():
+        data = _from_source(data, loaded.get(path.with_name(f"{data.get('alias_of')}.json")))
         notebook = path.with_suffix(".ipynb")
         if not notebook.is_file() and data.get("alias_of"):  # a relabelled run: link the run it reuses
             notebook = path.with_name(f"{data['alias_of']}.ipynb")
@@ -56,17 +58,13 @@ def read_runs(runs_dir: Path, *, pages_dir: Path | None = None) -> list[dict]:
 ALIAS_LABELS = ("name", "study_group", "variant", "alias_of")
 
 
-def _from_source(data: dict, path: Path) -> dict:
-    """An alias run file (a reference variant, "alias_of": SOURCE) with its results read from SOURCE.json in
-    the same folder, so that it can never show an older copy of a run that was trained again (its file is a
-    copy made by `iicrepro study run`, iicrepro.runner.alias). Without that source file it is left as it is."""
-    source = path.with_name(f"{data.get('alias_of')}.json")
-    if not data.get("alias_of") or not source.is_file():
+def _from_source(data: dict, origin: dict | None) -> dict:
+    """An alias run file (a reference variant, "alias_of": SOURCE) with its results taken from `origin`, the
+    run file SOURCE.json of the same folder, so that it can never show an older copy of a run that was trained
+    again (its file is a copy made by `iicrepro study run`, iicrepro.runner.alias). Any other run file, or an
+    alias without its source file, is left as it is."""
+    if not data.get("alias_of") or origin is None:
         return data
-    try:
-        origin = json.loads(source.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"run file {source} (reused by {path.name}): not valid JSON ({error})") from error
     labels = {key: data[key] for key in ALIAS_LABELS if key in data}
     params = {**(origin.get("params") or {}), **{k: v for k, v in (data.get("params") or {}).items()
                                                   if k in ("study_group", "variant")}}

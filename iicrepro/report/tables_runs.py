@@ -162,13 +162,9 @@ def _epochs_lacking(planned: pd.DataFrame, ok: pd.DataFrame) -> dict[str, float]
     """{run: epochs over all training images it lacks} for the training runs done whose run file trained
     fewer epochs than the manifest now plans for them (its epochs were raised after it ran): not done, and
     priced at the difference. Run files that do not say how much they trained count as done."""
-    done_units = ok.dropna(subset=["epoch_units"]).set_index("run")["epoch_units"]
-    lacking = {}
-    for _, row in planned[planned["trains"] & planned["done"]].iterrows():
-        have = done_units.get(row["run"])
-        if have is not None and have < row["epoch_units"] - 1e-9:
-            lacking[row["run"]] = row["epoch_units"] - have
-    return lacking
+    have = planned["run"].map(ok.dropna(subset=["epoch_units"]).set_index("run")["epoch_units"])
+    short = planned["trains"] & planned["done"] & (have < planned["epoch_units"] - 1e-9)  # NaN: not short
+    return dict(zip(planned.loc[short, "run"], planned.loc[short, "epoch_units"] - have[short]))
 
 
 def family_label(family: str) -> str:
