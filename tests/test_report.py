@@ -4,10 +4,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from iicrepro.report import frame as report_frame, load, pages
+from iicrepro.report import effects, frame as report_frame, load, pages
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -269,6 +270,27 @@ def test_an_alias_shows_its_source_as_it_is_now_not_its_older_copy(book):
     (runs / "camvid3-faithful-s0.json").write_text("{not json")
     with pytest.raises(ValueError, match="camvid3-faithful-s0.json"):
         load.read_runs(runs)
+
+
+def test_ablation_effect_is_paired_by_seed_against_the_reference_variant(book):
+    """variant - reference per seed both have: seed 2 of lambda=1.0 is missing, so the mean of +5 and -2 (not
+    the difference of the two means, 66.5 - 60.0 = +6.5)."""
+    runs = book / "book" / "runs"
+    for seed, acc in enumerate([0.60, 0.70, 0.50]):
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3", seed=seed,
+                  selection=selection(acc, last=acc - 0.1))
+        write_run(runs, f"camvid3-lambda-1.5-s{seed}", group="ablation-lambda", variant="lambda=1.5",
+                  dataset="camvid3", seed=seed, notebook=False, selection=selection(0.99),
+                  alias_of=f"camvid3-faithful-s{seed}")
+    for seed, acc in enumerate([0.65, 0.68]):
+        write_run(runs, f"camvid3-lambda-1.0-s{seed}", group="ablation-lambda", variant="lambda=1.0",
+                  dataset="camvid3", seed=seed, selection=selection(acc, last=acc))
+    text = generate(book)["ablation_lambda.md"]
+    assert "paired by seed" in text
+    effect = row(text.split("paired by seed")[1], "CamVid-3")
+    assert effect[1:4] == ["lambda=1.0 − lambda=1.5", "+1.5 ± 4.9, higher in 1 of 2 seeds",
+                           "+11.5 ± 4.9, higher in 2 of 2 seeds"]
+    assert effects.describe(pd.Series(dtype=float)) == "—"
 
 
 def test_margins_over_baselines_paper_and_ours(book):

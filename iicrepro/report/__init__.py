@@ -10,7 +10,8 @@ tools/build_book.sh runs this before every build. One-way flow, one module per s
     tables       frames -> the Results and Ablations tables (groupby / pivot, DataFrame.to_markdown)
     tables_runs  frames -> status, provenance, timings and dataset tables; bench_tables: `iicrepro bench` files
     tables_epochs  the main runs' per-epoch histories -> the epoch table and the convergence table
-    answer       frame -> the sentences the Results page opens with; figures: frames -> seaborn figures
+    answer       frame -> the sentences the Results page opens with; effects: each ablation's change, paired by
+                 seed; figures: frames -> seaborn figures
                  (OUT/figures/, drawn by every build, not committed)
     pages        everything above -> the snippets each page includes; `python -m iicrepro.report` (__main__)
 

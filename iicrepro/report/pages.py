@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iicrepro.report import answer, bench_tables, figures, tables, tables_epochs, tables_runs
+from iicrepro.report import answer, bench_tables, effects, figures, tables, tables_epochs, tables_runs
 from iicrepro.report.frame import epochs_frame, results_frame, runs_frame
 from iicrepro.report.load import read_manifest, read_reference, read_runs
 
@@ -88,12 +88,14 @@ def run_figures(frame, runs, reference, fig: Figures) -> dict[str, str]:
 
 
 def ablation_snippets(frame, runs, manifest, reference, fig: Figures) -> dict[str, str]:
-    """ablation_<group>.md (point plot + table) for every known ablation, ablations_other.md for the rest."""
+    """ablation_<group>.md (point plot, table, paired effects) for every known ablation, ablations_other.md for
+    the rest."""
     def one(group: str) -> str:
         path = figures.ablation_points(frame, group, reference, fig.path(f"{group}.png"))
         image = fig.markdown(path, f"{group}: accuracy per variant, one dot per seed", missing="") if path else ""
         return image + ("\n" if image else "") + tables.ablation(frame, group, runs=runs, manifest=manifest,
-                                                                   reference=reference)
+                                                                   reference=reference) \
+            + effects.ablation_effects(frame, group, reference=reference)
     out = {f"{g.replace('-', '_')}.md": one(g) for g in ABLATIONS}
     others = sorted(set(frame["group"][frame["group"].str.startswith("ablation-")]) - set(ABLATIONS))
     out["ablations_other.md"] = "".join(f"\n**{g}**\n\n" + one(g) for g in others) \

@@ -1,0 +1,65 @@
+"""The effect of each ablation, seed by seed: a variant's accuracy minus its reference variant's.
+
+An ablation changes one setting of the faithful main run; its reference variant *is* that main run under the
+ablation's label (an alias, `alias_of` in its run file). Seed s of a variant uses the seed of seed s of the main
+run (its initialisation and data order, wherever the change leaves them alike), so the effect is paired by
+seed (variant seed s minus reference seed s), over the seeds both have: with three seeds and run-to-run
+spreads of several points (Results page) the difference of two means alone says little. Head-B pixel accuracy
+in points, under the rules of the ablation tables (iicrepro.report.frame.RULES).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from iicrepro.report.frame import preferred_profile
+from iicrepro.report.load import labels
+from iicrepro.report.tables import to_md
+
+EFFECT_RULES = {"paper": "paper protocol", "last": "label-free (last)", "lowest_loss": "label-free (lowest loss)"}
+
+
+def paired(variant: pd.DataFrame, reference: pd.DataFrame) -> pd.Series:
+    """Variant minus reference in points per seed both have (index: seed); rows of one rule, one row a seed."""
+    mine = 100 * variant.set_index("seed")["acc"]
+    base = 100 * reference.set_index("seed")["acc"]
+    return (mine - base).dropna().sort_index()
+
+
+def describe(diffs: pd.Series) -> str:
+    """"+1.2 ± 0.8, higher in 2 of 3 seeds" (sample sd when n > 1); "—" without a common seed."""
+    n = len(diffs)
+    if not n:
+        return "—"
+    spread = f" ± {diffs.std(ddof=1):.1f}" if n > 1 else ""
+    return f"{diffs.mean():+.1f}{spread}, higher in {int((diffs > 0).sum())} of {n} seed{'s' if n > 1 else ''}"
+
+
+def ablation_effects(frame: pd.DataFrame, group: str, *, reference: dict) -> str:
+    """A row per (dataset, variant other than the reference): "variant − reference" under each rule.
+
+    The reference variant of a dataset is the one whose runs are aliases of main runs; a dataset without
+    exactly one such variant has no rows. Both sides come from the variant's preferred profile (a cpu-scale
+    variant is never paired with a full-scale reference). Empty string when no row has a common seed."""
+    ok = frame[(frame["group"] == group) & (frame["status"] == "ok") & frame["acc"].notna() & frame["selected"]
+               & frame["rule"].isin(list(EFFECT_RULES))]
+    rows = []
+    for dataset, runs in ok.groupby("dataset", sort=False):
+        references = runs.loc[runs["alias_of"].notna(), "variant"].unique()
+        if len(references) != 1:
+            continue
+        ref = references[0]
+        for variant in (v for v in runs["variant"].unique() if v != ref):
+            profile = preferred_profile(runs.loc[runs["variant"] == variant, "profile"])
+            mine = runs[(runs["variant"] == variant) & (runs["profile"] == profile)]
+            base = runs[(runs["variant"] == ref) & (runs["profile"] == profile)]
+            cells = {label: describe(paired(mine[mine["rule"] == rule], base[base["rule"] == rule]))
+                     for rule, label in EFFECT_RULES.items()}
+            if all(cell == "—" for cell in cells.values()):
+                continue
+            rows.append({"dataset": labels(reference).get(dataset, dataset), "effect": f"{variant} − {ref}",
+                         **cells})
+    if not rows:
+        return ""
+    return ("\nThe effect, paired by seed (the variant's seed s minus the reference's seed s, trained with the same "
+            "seed; points of head-B accuracy, mean ± sd over the seeds both have):\n\n"
+            + to_md(pd.DataFrame(rows)))
