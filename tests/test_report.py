@@ -290,6 +290,9 @@ def test_ablation_effect_is_paired_by_seed_against_the_reference_variant(book):
     effect = row(text.split("paired by seed")[1], "CamVid-3")
     assert effect[1:4] == ["lambda=1.0 − lambda=1.5", "+1.5 ± 4.9, higher in 1 of 2 seeds",
                            "+11.5 ± 4.9, higher in 2 of 2 seeds"]
+    assert effect[5] == "-3.2 (COCO-Stuff-3)"  # the paper's lambda_B = 1 run (69.1) minus its Table 4 (72.3)
+    assert effects.quoted_effect(load.read_reference(book / "book" / "reference_numbers.yaml"), dataset="dubai3",
+                                 variant="lambda=1.0") == "-1.2 / -1.7 (Potsdam-3)"
     assert effects.describe(pd.Series(dtype=float)) == "—"
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import pandas as pd
 
 from iicrepro.report.frame import preferred_profile
-from iicrepro.report.load import labels
+from iicrepro.report.load import experiments, labels
 from iicrepro.report.tables import to_md
 
 EFFECT_RULES = {"paper": "paper protocol", "last": "label-free (last)", "lowest_loss": "label-free (lowest loss)"}
+QUOTED = "the paper's effect (quoted, on the dataset it stands in for)"
 
 
 def paired(variant: pd.DataFrame, reference: pd.DataFrame) -> pd.Series:
@@ -32,6 +33,20 @@ def describe(diffs: pd.Series) -> str:
         return "—"
     spread = f" ± {diffs.std(ddof=1):.1f}" if n > 1 else ""
     return f"{diffs.mean():+.1f}{spread}, higher in {int((diffs > 0).sum())} of {n} seed{'s' if n > 1 else ''}"
+
+
+def quoted_effect(reference: dict, *, dataset: str, variant: str) -> str | None:
+    """The paper's own effect of a lambda_B variant on the paper dataset `dataset` stands in for: its
+    lambda_B ablation number (reference file, `lambda_ablation`) minus its Table-4 number, in points; "63.9 /
+    63.4" (two quoted runs) gives two effects. None where the paper has no such number."""
+    analogue = next((r.get("analogue_of") for r in experiments(reference) if r["dataset"] == dataset), None)
+    rows = (reference.get("lambda_ablation") or {}).get("rows") or []
+    quoted = next((r for r in rows if r["dataset"] == analogue and variant == f"lambda={r['lambda_b']}"), None)
+    main = (((reference.get("iic") or {}).get("paper") or {}).get(analogue) or {}).get("value")
+    if quoted is None or main is None:
+        return None
+    values = [float(v) for v in str(quoted["value"]).split("/")]
+    return " / ".join(f"{v - float(main):+.1f}" for v in values) + f" ({labels(reference).get(analogue, analogue)})"
 
 
 def ablation_effects(frame: pd.DataFrame, group: str, *, reference: dict) -> str:
@@ -56,10 +71,11 @@ def ablation_effects(frame: pd.DataFrame, group: str, *, reference: dict) -> str
                      for rule, label in EFFECT_RULES.items()}
             if all(cell == "—" for cell in cells.values()):
                 continue
+            quoted = quoted_effect(reference, dataset=dataset, variant=variant)
             rows.append({"dataset": labels(reference).get(dataset, dataset), "effect": f"{variant} − {ref}",
-                         **cells})
+                         **cells, **({QUOTED: quoted} if quoted else {})})
     if not rows:
         return ""
     return ("\nThe effect, paired by seed (the variant's seed s minus the reference's seed s, trained with the same "
             "seed; points of head-B accuracy, mean ± sd over the seeds both have):\n\n"
-            + to_md(pd.DataFrame(rows)))
+            + to_md(pd.DataFrame(rows).fillna("—")))
