@@ -296,6 +296,29 @@ def test_ablation_effect_is_paired_by_seed_against_the_reference_variant(book):
     assert effects.describe(pd.Series(dtype=float)) == "—"
 
 
+def test_ablation_rows_follow_the_manifest_not_the_file_names(book):
+    """File names sort 10, 100, 25; the manifest says 10 %, 25 %, 100 %: table and effects follow it."""
+    manifest = yaml.safe_load((book / "study.yaml").read_text())
+    manifest["runs"] += [{"name": f"camvid3-size-{p}", "study_group": "ablation-size", "variant": f"{p}%",
+                          "params": {"preset": "camvid3", "data_fraction": p / 100}} for p in (10, 25)]
+    manifest["runs"].append({"name": "camvid3-size-100", "study_group": "ablation-size", "variant": "100%",
+                             "alias_of": "camvid3-faithful"})
+    (book / "study.yaml").write_text(yaml.safe_dump(manifest))
+    runs = book / "book" / "runs"
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
+              selection=selection(0.6))
+    write_run(runs, "camvid3-size-100-s0", group="ablation-size", variant="100%", dataset="camvid3", notebook=False,
+              selection=selection(0.6), alias_of="camvid3-faithful-s0")
+    for p, acc in ((25, 0.5), (10, 0.4)):
+        write_run(runs, f"camvid3-size-{p}-s0", group="ablation-size", variant=f"{p}%", dataset="camvid3",
+                  selection=selection(acc))
+    table, effect = generate(book)["ablation_size.md"].split("paired by seed")
+    lines = [line.split("|")[2].strip() for line in table.splitlines() if line.startswith("| CamVid-3")]
+    assert lines == ["10%", "25%", "100%"]
+    assert [line.split("|")[2].strip() for line in effect.splitlines() if line.startswith("| CamVid-3")] == \
+        ["10% − 100%", "25% − 100%"]
+
+
 def test_margins_over_baselines_paper_and_ours(book):
     runs = book / "book" / "runs"
     for seed, (iic, held) in enumerate([(0.70, 0.60), (0.60, 0.50)]):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from iicrepro.report.frame import preferred_profile
-from iicrepro.report.load import experiments, labels
+from iicrepro.report.load import experiments, labels, manifest_cells
 from iicrepro.report.tables import to_md
 
 EFFECT_RULES = {"paper": "paper protocol", "last": "label-free (last)", "lowest_loss": "label-free (lowest loss)"}
@@ -49,12 +49,13 @@ def quoted_effect(reference: dict, *, dataset: str, variant: str) -> str | None:
     return " / ".join(f"{v - float(main):+.1f}" for v in values) + f" ({labels(reference).get(analogue, analogue)})"
 
 
-def ablation_effects(frame: pd.DataFrame, group: str, *, reference: dict) -> str:
+def ablation_effects(frame: pd.DataFrame, group: str, *, reference: dict, manifest: list[dict] | None = None) -> str:
     """A row per (dataset, variant other than the reference): "variant − reference" under each rule.
 
     The reference variant of a dataset is the one whose runs are aliases of main runs; a dataset without
     exactly one such variant has no rows. Both sides come from the variant's preferred profile (a cpu-scale
-    variant is never paired with a full-scale reference). Empty string when no row has a common seed."""
+    variant is never paired with a full-scale reference). Rows in manifest order (study.yaml), where given.
+    Empty string when no row has a common seed."""
     ok = frame[(frame["group"] == group) & (frame["status"] == "ok") & frame["acc"].notna() & frame["selected"]
                & frame["rule"].isin(list(EFFECT_RULES))]
     rows = []
@@ -63,7 +64,9 @@ def ablation_effects(frame: pd.DataFrame, group: str, *, reference: dict) -> str
         if len(references) != 1:
             continue
         ref = references[0]
-        for variant in (v for v in runs["variant"].unique() if v != ref):
+        order = [v for ds, v in manifest_cells(manifest or [], group) if ds == dataset]
+        variants = sorted(runs["variant"].unique(), key=lambda v: order.index(v) if v in order else len(order))
+        for variant in (v for v in variants if v != ref):
             profile = preferred_profile(runs.loc[runs["variant"] == variant, "profile"])
             mine = runs[(runs["variant"] == variant) & (runs["profile"] == profile)]
             base = runs[(runs["variant"] == ref) & (runs["profile"] == profile)]

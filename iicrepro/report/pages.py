@@ -95,7 +95,7 @@ def ablation_snippets(frame, runs, manifest, reference, fig: Figures) -> dict[st
         image = fig.markdown(path, f"{group}: accuracy per variant, one dot per seed", missing="") if path else ""
         return image + ("\n" if image else "") + tables.ablation(frame, group, runs=runs, manifest=manifest,
                                                                    reference=reference) \
-            + effects.ablation_effects(frame, group, reference=reference)
+            + effects.ablation_effects(frame, group, reference=reference, manifest=manifest)
     out = {f"{g.replace('-', '_')}.md": one(g) for g in ABLATIONS}
     others = sorted(set(frame["group"][frame["group"].str.startswith("ablation-")]) - set(ABLATIONS))
     out["ablations_other.md"] = "".join(f"\n**{g}**\n\n" + one(g) for g in others) \

@@ -220,9 +220,10 @@ def sources(reference) -> str:
 
 
 def ablation(frame, group: str, *, runs, manifest, reference) -> str:
-    """One ablation: a row per (dataset, variant) from run files and manifest, both protocols."""
+    """One ablation: a row per (dataset, variant) from manifest and run files (in manifest order), both
+    protocols."""
     found = frame[frame["group"] == group]
-    keys = list(dict.fromkeys(list(zip(found["dataset"], found["variant"])) + manifest_cells(manifest, group)))
+    keys = list(dict.fromkeys(manifest_cells(manifest, group) + list(zip(found["dataset"], found["variant"]))))
     if not keys:
         return (f"*Not run: no run of the study has study_group `{group}` yet (add one to study.yaml).*\n"
                 if group != "ablation-epochs" else
