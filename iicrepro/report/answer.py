@@ -10,7 +10,7 @@ import pandas as pd
 
 from iicrepro.report.frame import comparable_rows
 from iicrepro.report.load import BASELINES, METHODS, experiments, labels
-from iicrepro.report.tables import NOT_RUN, to_md
+from iicrepro.report.tables import NOT_RUN, mean_sd, to_md
 
 
 def per_seed(frame: pd.DataFrame, *, group: str, dataset: str, rule: str) -> pd.DataFrame:
@@ -26,9 +26,7 @@ def per_seed(frame: pd.DataFrame, *, group: str, dataset: str, rule: str) -> pd.
 
 def _mean_sd(values: pd.Series, *, signed: bool = False, unit: str = "") -> str:
     """"+12.3 ± 1.0 points (n = 3)": mean, sample sd (when n > 1), unit, number of seeds."""
-    sign = "+" if signed else ""
-    text = f"{values.mean():{sign}.1f}" + (f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else "")
-    return f"{text}{unit} (n = {len(values)})"
+    return f"{mean_sd(values, signed=signed)}{unit} (n = {len(values)})"
 
 
 def gain(frame: pd.DataFrame, *, dataset: str, rule: str, baseline: str = "baseline-kmeans") -> pd.Series:
@@ -118,8 +116,7 @@ def beats(gains: pd.Series) -> str:
     """Plain verdict on per-seed gains (points): beats when every seed gains, does not when none does."""
     wins, n = int((gains > 0).sum()), len(gains)
     verdict = "beats" if wins == n else "does not beat" if wins == 0 else "mixed"
-    spread = f" ± {gains.std(ddof=1):.1f}" if n > 1 else ""
-    return f"{verdict}: {wins} of {n} seed{'s' if n > 1 else ''}, {gains.mean():+.1f}{spread}"
+    return f"{verdict}: {wins} of {n} seed{'s' if n > 1 else ''}, {mean_sd(gains, signed=True)}"
 
 
 def beats_table(frame: pd.DataFrame, reference: dict) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from iicrepro.report.frame import preferred_profile
 from iicrepro.report.load import experiments, labels, manifest_cells
-from iicrepro.report.tables import to_md
+from iicrepro.report.tables import mean_sd, to_md
 
 EFFECT_RULES = {"paper": "paper protocol", "last": "label-free (last)", "lowest_loss": "label-free (lowest loss)"}
 QUOTED = "the paper's effect (quoted, on the dataset it stands in for)"
@@ -31,8 +31,7 @@ def describe(diffs: pd.Series) -> str:
     n = len(diffs)
     if not n:
         return "—"
-    spread = f" ± {diffs.std(ddof=1):.1f}" if n > 1 else ""
-    return f"{diffs.mean():+.1f}{spread}, higher in {int((diffs > 0).sum())} of {n} seed{'s' if n > 1 else ''}"
+    return f"{mean_sd(diffs, signed=True)}, higher in {int((diffs > 0).sum())} of {n} seed{'s' if n > 1 else ''}"
 
 
 def quoted_effect(reference: dict, *, dataset: str, variant: str) -> str | None:

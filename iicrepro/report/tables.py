@@ -28,6 +28,12 @@ def pct(value) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
+def mean_sd(values: pd.Series, *, signed: bool = False) -> str:
+    """"+1.2 ± 0.8": the mean and, when n > 1, the sample sd (n - 1) of points, one decimal."""
+    spread = f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else ""
+    return f"{values.mean():{'+' if signed else ''}.1f}{spread}"
+
+
 def link(text: str, row) -> str:
     return f"[{text}]({row['notebook']})" if isinstance(row.get("notebook"), str) else text
 
