@@ -340,7 +340,9 @@ def test_scales_table_compares_profiles_like_for_like(book):
     """An analogue with IIC at two scales: a row per profile, each from that profile's runs only (no baseline
     borrowed from another scale); an analogue at one scale has no row."""
     runs = book / "book" / "runs"
-    assert "No analogue has faithful IIC runs at more than one scale" in generate(book)["results_scales.md"]
+    before = generate(book)["results_scales.md"]
+    assert "No analogue has faithful IIC runs at more than one scale" in before
+    assert "--profile paper-cpu --only 'camvid3-faithful-s0'" in before  # not yet run at the paper scale
 
     for seed, acc in enumerate([0.70, 0.60]):
         write_run(runs, f"camvid3-faithful-s{seed}-cpu", group="main", variant="faithful", dataset="camvid3",
@@ -367,7 +369,8 @@ def test_scales_table_compares_profiles_like_for_like(book):
     assert paper[1:3] == ["paper-cpu", "128 px, ×0.33"]
     assert paper[3].startswith("[75.0](runs/camvid3-faithful-s0.ipynb)") and paper[4].startswith("[72.0]")
     assert paper[5].startswith("[45.0]") and paper[7:9] == ["*not run*", "*not run*"]  # no cpu random borrowed
-    assert cpu[7].startswith("[30.0]") and "CamVid-11" not in out
+    assert cpu[7].startswith("[30.0]") and "| CamVid-11" not in out
+    assert "--only 'camvid3-faithful-s0'" not in out  # its paper-scale run exists now
     paper = next(line for line in borrowed.splitlines() if "| paper-cpu" in line).split(" | ")
     assert paper[7].strip().startswith("[35.0](runs/camvid3-random-s0.ipynb) (same scale, full profile)")
 

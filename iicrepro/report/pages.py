@@ -131,7 +131,7 @@ def generate(runs_dir: Path, out_dir: Path, *, reference: Path, manifest: Path, 
         "results_baselines.md": tables.results_baselines(frame, ref, runs=runs, manifest=entries),
         "results_margins.md": answer.results_margins(frame, ref),
         "results_detail.md": tables.results_detail(frame, ref),
-        "results_scales.md": tables.results_scales(frame, ref),
+        "results_scales.md": tables.results_scales(frame, ref, manifest=entries),
         "results_context.md": tables.results_context(ref), "sources.md": tables.sources(ref),
         "epoch_curves.md": fig.markdown(curves, "Accuracy per epoch, band over seeds",
                                         missing="Not yet run: the curves come from the main runs' per-epoch history.")

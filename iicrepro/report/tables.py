@@ -12,10 +12,11 @@ import pandas as pd
 
 from iicrepro.report.frame import (best_profile_rows, comparable_rows, preferred_profile, protocol_rows,
                                    ranked_profiles, same_scale_rows)
-from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, METHODS, command_for, experiments, labels,
-                                   manifest_cells)
+from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, METHODS, command_for, entry_dataset, experiments,
+                                   labels, manifest_cells)
 
 NOT_RUN = "*not run*"
+PAPER_SCALE = ("full", "paper-cpu")  # the study.yaml profiles that train the presets' own crops and batches
 
 
 def to_md(frame: pd.DataFrame) -> str:
@@ -153,10 +154,16 @@ def results_baselines(frame, reference, *, runs, manifest) -> str:
     return to_md(pd.DataFrame(rows)) + missing_list(missing)
 
 
-def results_scales(frame, reference) -> str:
+def results_scales(frame, reference, *, manifest: list[dict]) -> str:
     """Every analogue whose faithful IIC ran at more than one scale (study.yaml profile): one row per profile,
     IIC and both baselines read from that profile's runs only, so a row is like for like and the rows of an
-    analogue compare its scales (issue 15 d: the paper scale beside the CPU scale)."""
+    analogue compare its scales (issue 15 d: the paper scale beside the CPU scale). Below: the analogues with
+    no faithful IIC run at the paper scale yet, each with the command that runs it on a CPU."""
+    return _scales_table(frame, reference) + _paper_scale_missing(frame, reference, manifest=manifest)
+
+
+def _scales_table(frame, reference) -> str:
+    """The rows of `results_scales` (or a line saying that no analogue has two scales yet)."""
     names = labels(reference, analogue=True)
     runs = frame[frame["group"].isin(["main", *BASELINES])
                  & ((frame["group"] != "main") | (frame["variant"] == "faithful"))]
@@ -180,6 +187,26 @@ def results_scales(frame, reference) -> str:
         return ("*No analogue has faithful IIC runs at more than one scale yet: every number above is at the one "
                 "scale its cell names.*\n")
     return to_md(pd.DataFrame(rows))
+
+
+def _paper_scale_missing(frame, reference, *, manifest: list[dict]) -> str:
+    """The offline analogues without an ok faithful IIC run in a PAPER_SCALE profile, each with the command that
+    trains its faithful main run (seed 0, the one seed of `paper-cpu`) at the presets' own scale on a CPU."""
+    main = frame[(frame["group"] == "main") & (frame["variant"] == "faithful") & (frame["status"] == "ok")]
+    done = set(main[main["profile"].isin(PAPER_SCALE)]["dataset"])
+    names = labels(reference, analogue=True)
+    lines = []
+    for row in experiments(reference):
+        ds = row["dataset"]
+        entry = next((e for e in manifest if e.get("study_group") == "main" and str(e.get("variant")) == "faithful"
+                      and entry_dataset(e, manifest) == ds), None)
+        if row.get("analogue_of") and ds not in done and entry is not None:
+            lines.append(f"- {names[ds]}: `iicrepro study run --profile paper-cpu --only '{entry['name']}-s0'`")
+    if not lines:
+        return ""
+    head = ("Not yet run at the paper scale (faithful IIC, seed 0, on a CPU), and the command that runs each (it "
+            "resumes from its last epoch's checkpoint after an interruption):")
+    return "\n".join(["", head, "", *lines]) + "\n"
 
 
 def _same_scale(runs: pd.DataFrame, *, dataset: str, group: str, profile: str, scale: str):
