@@ -813,3 +813,32 @@ def test_precision_note_names_cells_that_mix_precisions(book):
     (runs / "camvid11-faithful-s0.json").unlink()
     note = generate(book)["results_precision.md"]
     assert "(each run file's `engine`; {doc}`deviations`, *Precision*): **mixed precision**" in note
+
+
+def test_figures_are_the_same_bytes_in_every_process(book):
+    """book/generated is committed: a figure drawn twice from the same runs, in processes with different string
+    hash seeds (which reorder seaborn's facets), must be byte-identical, or every `make book` rewrites it."""
+    import subprocess
+    import sys
+    runs = book / "book" / "runs"
+    for dataset in ("camvid3", "dubai3"):
+        for seed, acc in enumerate([0.60, 0.70, 0.50]):
+            for variant, shift in (("lambda=1.5", 0.0), ("lambda=1.0", 0.05)):
+                write_run(runs, f"{dataset}-{variant}-s{seed}", group="ablation-lambda", variant=variant,
+                          dataset=dataset, seed=seed, selection=selection(acc + shift, last=acc - shift))
+            for group, variant in (("main", "faithful"), ("baseline-kmeans", "kmeans")):
+                write_run(runs, f"{dataset}-{variant}-s{seed}", group=group, variant=variant, dataset=dataset,
+                          seed=seed, selection=selection(acc - 0.1 * (group != "main")))
+    drawn = []
+    for hash_seed in ("1", "2"):
+        out = book / f"generated-{hash_seed}"
+        code = ("import sys; from pathlib import Path; from iicrepro.report import figures, frame, load; "
+                "b, out = Path(sys.argv[1]), Path(sys.argv[2]); runs = frame.load_frame(b / 'book' / 'runs'); "
+                "ref = load.read_reference(b / 'book' / 'reference_numbers.yaml'); "
+                "figures.ablation_points(runs, 'ablation-lambda', ref, out / 'figures' / 'ablation-lambda.png'); "
+                "figures.versus_baselines(runs, ref, out / 'figures' / 'versus_baselines.png')")
+        subprocess.run([sys.executable, "-c", code, str(book), str(out)], check=True, cwd=REPO,
+                       env={**__import__("os").environ, "PYTHONHASHSEED": hash_seed})
+        drawn.append({p.name: p.read_bytes() for p in (out / "figures").glob("*.png")})
+    assert {"ablation-lambda.png", "versus_baselines.png"} <= set(drawn[0])
+    assert drawn[0] == drawn[1]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iicrepro.report.frame import comparable_rows
-from iicrepro.report.load import BASELINES, METHODS, experiments, labels
+from iicrepro.report.frame import comparable_rows, seed_difference
+from iicrepro.report.load import BASELINES, METHODS, experiments, labels, paper_iic
 from iicrepro.report.tables import NOT_RUN, mean_sd, to_md
 
 
@@ -31,14 +31,13 @@ def _mean_sd(values: pd.Series, *, signed: bool = False, unit: str = "") -> str:
 
 def gain(frame: pd.DataFrame, *, dataset: str, rule: str, baseline: str = "baseline-kmeans") -> pd.Series:
     """IIC minus the baseline, in points, per seed both have (index: seed)."""
-    iic = per_seed(frame, group="main", dataset=dataset, rule=rule).set_index("seed")["acc"]
-    base = per_seed(frame, group=baseline, dataset=dataset, rule=rule).set_index("seed")["acc"]
-    return (iic - base).dropna()
+    return seed_difference(per_seed(frame, group="main", dataset=dataset, rule=rule),
+                           per_seed(frame, group=baseline, dataset=dataset, rule=rule))
 
 
 def _paper_gain(reference: dict, dataset: str) -> tuple[float, float, float] | None:
     """(IIC, k-means, gain) of the paper on a dataset, or None."""
-    iic = (((reference.get("iic") or {}).get("paper") or {}).get(dataset) or {}).get("value")
+    iic = paper_iic(reference).get(dataset)
     kmeans = (((reference.get("baselines") or {}).get("kmeans") or {}).get("paper") or {}).get(dataset)
     return None if iic is None or kmeans is None else (iic, kmeans, iic - kmeans)
 
@@ -147,12 +146,12 @@ def results_margins(frame: pd.DataFrame, reference: dict) -> str:
     label-free one (last epoch, held-out images)."""
     quotes = reference.get("baselines") or {}
     table = pd.DataFrame({"experiment": labels(reference, analogue=True)})
-    paper_iic = {ds: (e or {}).get("value") for ds, e in ((reference.get("iic") or {}).get("paper") or {}).items()}
+    quoted_iic = paper_iic(reference)
     for group in BASELINES:
         kind = BASELINES[group]
         table[f"paper: IIC − {METHODS[group]}"] = [
-            "—" if paper_iic.get(ds) is None or (base := quotes.get(kind, {}).get("paper", {}).get(ds)) is None
-            else f"{paper_iic[ds] - base:+.1f}" for ds in table.index]
+            "—" if quoted_iic.get(ds) is None or (base := quotes.get(kind, {}).get("paper", {}).get(ds)) is None
+            else f"{quoted_iic[ds] - base:+.1f}" for ds in table.index]
     for rule, protocol in (("paper", "paper protocol"), ("last", "label-free")):
         for group in BASELINES:
             column = []

@@ -11,19 +11,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iicrepro.report.frame import preferred_profile
-from iicrepro.report.load import experiments, labels, manifest_cells
+from iicrepro.report.frame import preferred_profile, seed_difference
+from iicrepro.report.load import experiments, labels, manifest_cells, paper_iic
 from iicrepro.report.tables import mean_sd, to_md
 
 EFFECT_RULES = {"paper": "paper protocol", "last": "label-free (last)", "lowest_loss": "label-free (lowest loss)"}
 QUOTED = "the paper's effect (quoted, on the dataset it stands in for)"
-
-
-def paired(variant: pd.DataFrame, reference: pd.DataFrame) -> pd.Series:
-    """Variant minus reference in points per seed both have (index: seed); rows of one rule, one row a seed."""
-    mine = 100 * variant.set_index("seed")["acc"]
-    base = 100 * reference.set_index("seed")["acc"]
-    return (mine - base).dropna().sort_index()
 
 
 def describe(diffs: pd.Series) -> str:
@@ -41,7 +34,7 @@ def quoted_effect(reference: dict, *, dataset: str, variant: str) -> str | None:
     analogue = next((r.get("analogue_of") for r in experiments(reference) if r["dataset"] == dataset), None)
     rows = (reference.get("lambda_ablation") or {}).get("rows") or []
     quoted = next((r for r in rows if r["dataset"] == analogue and variant == f"lambda={r['lambda_b']}"), None)
-    main = (((reference.get("iic") or {}).get("paper") or {}).get(analogue) or {}).get("value")
+    main = paper_iic(reference).get(analogue)
     if quoted is None or main is None:
         return None
     values = [float(v) for v in str(quoted["value"]).split("/")]
@@ -69,7 +62,7 @@ def ablation_effects(frame: pd.DataFrame, group: str, *, reference: dict, manife
             profile = preferred_profile(runs.loc[runs["variant"] == variant, "profile"])
             mine = runs[(runs["variant"] == variant) & (runs["profile"] == profile)]
             base = runs[(runs["variant"] == ref) & (runs["profile"] == profile)]
-            cells = {label: describe(paired(mine[mine["rule"] == rule], base[base["rule"] == rule]))
+            cells = {label: describe(100 * seed_difference(mine[mine["rule"] == rule], base[base["rule"] == rule]))
                      for rule, label in EFFECT_RULES.items()}
             if all(cell == "—" for cell in cells.values()):
                 continue

@@ -6,6 +6,7 @@ says so). Plots are small PNGs; the qualitative grid, made of photographs, is a 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from iicrepro.report.frame import comparable_rows, main_epoch_records, main_epochs
-from iicrepro.report.load import BASELINES, METHODS, experiments, labels
+from iicrepro.report.load import BASELINES, METHODS, experiments, labels, paper_iic
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -24,6 +25,21 @@ import seaborn as sns  # noqa: E402
 
 DPI = 80
 PALETTE = {"IIC": "tab:blue", "k-means": "tab:orange", "random network": "tab:grey"}
+
+
+def steady_jitter(draw):
+    """seaborn's strip plots jitter their dots with numpy's global generator, so each build drew other bytes and
+    book/generated changed with every `make book`: draw with the generator seeded 0 (state restored after).
+    Enough for one axes; a catplot's facets take their jitter in an order that varies between processes."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        state = np.random.get_state()
+        np.random.seed(0)
+        try:
+            return draw(*args, **kwargs)
+        finally:
+            np.random.set_state(state)
+    return drawn
 
 
 def _save(fig, path: Path) -> Path:
@@ -84,8 +100,11 @@ def ablation_points(frame: pd.DataFrame, group: str, reference: dict, path: Path
     rows["accuracy (%)"] = 100 * rows["acc"]
     rows["protocol"] = rows["rule"].map({"paper": "paper protocol", "last": "label-free (last, held-out)"})
     rows["dataset"] = rows["dataset"].map(labels(reference)).fillna(rows["dataset"])
+    rows["seed"] = rows["seed"].astype(str)  # seed s sits at the same offset in every column (no random jitter)
+    seeds = sorted(rows["seed"].unique())
     grid = sns.catplot(data=rows, x="variant", y="accuracy (%)", col="dataset", row="protocol", kind="strip",
-                       color="tab:blue", height=2.6, aspect=1.2, sharey=False, margin_titles=True)
+                       hue="seed", hue_order=seeds, palette=["tab:blue"] * len(seeds), dodge=True, jitter=False,
+                       legend=False, height=2.6, aspect=1.2, sharey=False, margin_titles=True)
     for (protocol, dataset), ax in grid.axes_dict.items():
         sub = rows[(rows["protocol"] == protocol) & (rows["dataset"] == dataset)]
         sns.pointplot(data=sub, x="variant", y="accuracy (%)", errorbar=None, color="black", markers="_",
@@ -97,7 +116,7 @@ def ablation_points(frame: pd.DataFrame, group: str, reference: dict, path: Path
 def _paper_points(reference: dict) -> pd.DataFrame:
     """The paper's Table-4 accuracies (%) of IIC, k-means and the random network."""
     names = labels(reference)
-    iic = {ds: (e or {}).get("value") for ds, e in ((reference.get("iic") or {}).get("paper") or {}).items()}
+    iic = paper_iic(reference)
     rows = [{"experiment": names[ds], "method": "IIC", "accuracy (%)": v} for ds, v in iic.items() if v is not None]
     for group, kind in BASELINES.items():
         rows += [{"experiment": names.get(ds, ds), "method": METHODS[group], "accuracy (%)": v}
@@ -105,6 +124,7 @@ def _paper_points(reference: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@steady_jitter
 def versus_baselines(frame: pd.DataFrame, reference: dict, path: Path) -> Path | None:
     """IIC (faithful) against k-means and the random network: the paper's Table 4 beside our analogues,
     paper protocol and label-free; a bar is the mean, a dot one seed."""

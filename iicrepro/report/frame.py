@@ -234,6 +234,13 @@ def comparable_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(kept) if kept else frame.iloc[0:0]
 
 
+def seed_difference(minuend: pd.DataFrame, subtrahend: pd.DataFrame) -> pd.Series:
+    """minuend - subtrahend of column "acc" (in the frames' unit) for every seed both have (index: seed, sorted);
+    each frame holds the rows of one rule, one row a seed. The pairing of the answer's gains and the ablations'
+    effects."""
+    return (minuend.set_index("seed")["acc"] - subtrahend.set_index("seed")["acc"]).dropna().sort_index()
+
+
 def protocol_rows(frame: pd.DataFrame, rule: str) -> pd.DataFrame:
     """The rows a table cell under `rule` reads: the rule's own split of ok runs, plus runs without numbers."""
     return frame[((frame["rule"] == rule) & frame["selected"]) | frame["rule"].isna()]

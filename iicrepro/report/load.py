@@ -94,6 +94,11 @@ def experiments(reference: dict) -> list[dict]:
     return rows
 
 
+def paper_iic(reference: dict) -> dict[str, float | None]:
+    """{paper dataset: the paper's Table-4 IIC accuracy (%)} as quoted in the reference file (None where absent)."""
+    return {ds: (e or {}).get("value") for ds, e in ((reference.get("iic") or {}).get("paper") or {}).items()}
+
+
 def labels(reference: dict, *, analogue: bool = False) -> dict[str, str]:
     """{dataset: label}; analogue=True adds "(analogue of ...)" to the offline rows."""
     plain = {r["dataset"]: r["label"] for r in experiments(reference)}
