@@ -377,16 +377,19 @@ def test_scales_table_compares_profiles_like_for_like(book):
 
 def test_answer_is_formatted_from_the_runs(book):
     runs = book / "book" / "runs"
-    for seed, (iic, base) in enumerate([(0.70, 0.40), (0.60, 0.40)]):
+    for seed, (iic, base, paper) in enumerate([(0.70, 0.40, 0.45), (0.60, 0.40, 0.44)]):
         write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3",
-                  seed=seed, selection=selection(iic))
+                  seed=seed, selection=selection(paper, last=iic))
         write_run(runs, f"camvid3-kmeans-s{seed}", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
                   seed=seed, selection=selection(base), baseline=baseline_block(base, base))
     answer = generate(book)["results_answer.md"]
     assert "IIC's gain over k-means is **+25.0 ± 7.1 points (n = 2)**" in answer  # paired by seed: 30 and 20
-    assert row(answer, "CamVid-3")[1:] == ["k-means", "beats: 2 of 2 seeds, +25.0 ± 7.1",
+    assert row(answer, "CamVid-3")[1:] == ["k-means", "beats: 2 of 2 seeds, +4.5 ± 0.7",
                                            "beats: 2 of 2 seeds, +25.0 ± 7.1"]
-    assert "**+20.1 points** on COCO-Stuff-3" in answer and "within two standard deviations" in answer
+    # the paper's +20.1 (paper protocol) is set against ours under the paper protocol (+4.5 ± 0.7), never against
+    # the label-free +25.0 ± 7.1 it would lie within two sd of
+    assert "**+20.1 points** on COCO-Stuff-3" in answer
+    assert "Under the same protocol as the paper's, its gain is larger than ours (+4.5 ± 0.7)." in answer
     assert "](generated/figures/versus_baselines.png)" in answer
 
 

@@ -52,7 +52,8 @@ def headline_dataset(frame: pd.DataFrame, reference: dict) -> dict | None:
 
 
 def _verdict(ours: pd.Series, paper: float) -> str:
-    """Where the paper's gain lies against ours (mean +- 2 sd over seeds, or the single value)."""
+    """Where the paper's gain lies against ours under the same (paper) protocol: mean +- 2 sd over seeds, or the
+    single value. Never against a label-free gain, which scores other images and another epoch."""
     spread = 2 * ours.std(ddof=1) if len(ours) > 1 else 0.0
     if abs(paper - ours.mean()) <= spread:
         return "within two standard deviations of ours"
@@ -80,7 +81,8 @@ def answer(frame: pd.DataFrame, reference: dict, *, figure: str | None) -> str:
                 f"held-out images; mean ± sd over seeds, paired by seed)"
                 + (f" and {_mean_sd(paper_protocol, signed=True)} under the paper protocol" if len(paper_protocol) else "")
                 + f"; IIC ran at {iic['scale'].iloc[0]} ({iic['profile'].iloc[0]} profile). " + paper_text
-                + (f" The paper's gain is {_verdict(free, paper[2])}." if paper else ""))
+                + (f" Under the same protocol as the paper's, its gain is {_verdict(paper_protocol, paper[2])} "
+                   f"({mean_sd(paper_protocol, signed=True)})." if paper and len(paper_protocol) else ""))
         text += " " + _others(frame, reference, skip=ds) + "\n\n" + beats_table(frame, reference)
     image = f"\n\n![IIC against k-means and the random network, the paper's and ours]({figure})\n" if figure else ""
     return text.strip() + "\n" + image
