@@ -509,6 +509,23 @@ def test_dataset_summary_or_not_generated(book):
     assert "iicrepro download potsdam" in out["dataset_potsdam3.md"]
 
 
+def test_majority_class_share_from_the_summary_of_the_iic_scale(book):
+    """The floor of an accuracy (one cluster for every pixel): the largest class share per evaluation split,
+    read from the dataset summary of the profile the IIC cells come from (here cpu, not the full one)."""
+    runs = book / "book" / "runs"
+    (runs / "cpu").mkdir()
+    assert "No dataset summary has run yet" in generate(book)["results_majority.md"]
+    for folder, profile, ground in ((runs, "full", 0.9), (runs / "cpu", "cpu", 0.6)):
+        split = {"paper_eval": {"pixel_share": {"sky": 0.3, "ground": ground}},
+                 "heldout": {"pixel_share": {"sky": 0.55, "ground": 0.45}}}
+        write_run(folder, "camvid3-data-s0", group="datasets", variant="summary", dataset="camvid3", profile=profile,
+                  dataset_summary={"dataset": "camvid3", "per_split": split})
+    write_run(runs / "cpu", "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3",
+              profile="cpu", selection=selection(0.7))
+    cells = row(generate(book)["results_majority.md"], "CamVid-3 (analogue of COCO-Stuff-3)")
+    assert cells[1].startswith("[camvid3-data-s0](runs/cpu/") and cells[2:] == ["60.0 (ground)", "55.0 (sky)"]
+
+
 def test_cli_writes_every_snippet_and_rejects_bad_json(book, monkeypatch):
     monkeypatch.chdir(book)
     assert pages.main(["book/runs", "book/generated"]) == 0

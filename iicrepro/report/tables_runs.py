@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from iicrepro.config import DATASETS
-from iicrepro.report.frame import best_profile_rows
-from iicrepro.report.load import entry_dataset, labels
+from iicrepro.report.frame import best_profile_rows, preferred_profile
+from iicrepro.report.load import entry_dataset, experiments, labels
 from iicrepro.report.tables import link, pct, to_md
 
 
@@ -339,3 +339,28 @@ def dataset_snippet(name: str, *, runs: list[dict], manifest: list[dict], runs_l
     if summary.get("sample_grid"):
         text += f"\n![Sample images of {name} with their labels]({runs_link}/{summary['sample_grid']})\n"
     return text + f"\nFrom run {link(run['name'], {'notebook': run.get('notebook_link')})}.\n"
+
+
+def majority_shares(runs: list[dict], frame: pd.DataFrame, reference: dict) -> str:
+    """The floor of every accuracy: the share of the largest class in each evaluation split, from the dataset
+    summaries (`*-data-s0`) of the profile the analogue's IIC cells come from. A clustering that puts every
+    pixel into one cluster scores exactly this (the one-to-one matching sends that cluster to the largest
+    class), so an accuracy at or below it says the clusters carry nothing the class sizes do not."""
+    names, rows = labels(reference, analogue=True), []
+    for row in experiments(reference):
+        ds = row["dataset"]
+        found = _summaries(runs, ds)
+        if not found:
+            continue
+        main = frame[(frame["dataset"] == ds) & (frame["group"] == "main") & (frame["status"] == "ok")]
+        profile = preferred_profile(main["profile"]) if not main.empty else None
+        run, summary = next(((r, s) for r, s in found if r.get("profile") == profile), found[0])
+        cells = {"experiment": names[ds], "data summary": link(run["name"], {"notebook": run.get("notebook_link")})}
+        for split, title in (("paper_eval", "paper protocol's images"), ("heldout", "held-out images")):
+            shares = ((summary.get("per_split") or {}).get(split) or {}).get("pixel_share") or {}
+            top = max(shares, key=shares.get) if shares else None
+            cells[title] = f"{pct(shares[top])} ({top})" if top else "—"
+        rows.append(cells)
+    if not rows:
+        return "*No dataset summary has run yet.*\n"
+    return to_md(pd.DataFrame(rows))
