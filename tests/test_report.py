@@ -225,7 +225,7 @@ def test_full_profile_preferred_smoke_marked_and_profile_folders_read(book):
     out = generate(book)
     assert row(out["results_paper.md"], "CamVid-3 (analogue of COCO-Stuff-3)")[4] == \
         "[70.0](runs/camvid3-faithful-s0.ipynb)"
-    assert "1 from the cpu profile" in out["status.md"]
+    assert "Run files found: 2: 1 of the full profile (1 ok); 1 of the cpu profile (1 ok)." in out["status.md"]
 
 
 def test_baselines_and_ablations_grouped_by_study_group_and_variant(book):

@@ -11,19 +11,21 @@ from pathlib import Path
 import pandas as pd
 
 from iicrepro.config import DATASETS
-from iicrepro.report.frame import best_profile_rows, preferred_profile
+from iicrepro.report.frame import best_profile_rows, preferred_profile, ranked_profiles
 from iicrepro.report.load import entry_dataset, experiments, labels
 from iicrepro.report.tables import link, pct, to_md
 
 
 def status_line(runs: pd.DataFrame) -> str:
-    """One sentence: how many run files, by status and profile."""
+    """One sentence: how many run files, per profile (in the cells' order of profiles) by status."""
     if runs.empty:
         return "No run has been executed yet: every table shows *not run* and the command that fills it.\n"
-    counts = ", ".join(f"{n} {status}" for status, n in runs["status"].value_counts().sort_index().items())
-    profiles = runs[runs["profile"] != "full"]["profile"].value_counts().sort_index()
-    extra = "".join(f"; {n} from the {p} profile" for p, n in profiles.items())
-    return f"Run files found: {len(runs)} ({counts}){extra}.\n"
+    parts = []
+    for profile in ranked_profiles(runs["profile"]):
+        mine = runs[runs["profile"] == profile]
+        counts = ", ".join(f"{n} {status}" for status, n in mine["status"].value_counts().sort_index().items())
+        parts.append(f"{len(mine)} of the {profile} profile ({counts})")
+    return f"Run files found: {len(runs)}: " + "; ".join(parts) + ".\n"
 
 
 def precision_note(runs: pd.DataFrame, reference) -> str:
