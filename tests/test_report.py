@@ -836,8 +836,8 @@ def test_precision_note_names_cells_that_mix_precisions(book):
 
 
 def test_figures_are_the_same_bytes_in_every_process(book):
-    """book/generated is committed: a figure drawn twice from the same runs, in processes with different string
-    hash seeds (which reorder seaborn's facets), must be byte-identical, or every `make book` rewrites it."""
+    """A figure drawn twice from the same runs, in processes with different string hash seeds (which reorder
+    seaborn's facets), is byte-identical: the same runs always give the same picture."""
     import subprocess
     import sys
     runs = book / "book" / "runs"

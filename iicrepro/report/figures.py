@@ -28,8 +28,8 @@ PALETTE = {"IIC": "tab:blue", "k-means": "tab:orange", "random network": "tab:gr
 
 
 def steady_jitter(draw):
-    """seaborn's strip plots jitter their dots with numpy's global generator, so each build drew other bytes and
-    book/generated changed with every `make book`: draw with the generator seeded 0 (state restored after).
+    """seaborn's strip plots jitter their dots with numpy's global generator, so two builds of the same runs drew
+    the dots in different places: draw with the generator seeded 0 (state restored after).
     Enough for one axes; a catplot's facets take their jitter in an order that varies between processes."""
     @functools.wraps(draw)
     def drawn(*args, **kwargs):
