@@ -118,17 +118,18 @@ def generate(runs_dir: Path, out_dir: Path, *, reference: Path, manifest: Path, 
     curves = figures.epoch_curves(epochs, ref, fig.path("epoch_curves.png"))
     losses = figures.loss_curves(epochs, ref, fig.path("loss_curves.png"))
     runs_link = os.path.relpath(runs_dir, pages_dir).replace(os.sep, "/")
+    floors = tables_runs.majority_floors(runs, frame, ref)
     from iicrepro.config import DATASETS
 
     texts = {
         "status.md": tables_runs.status_line(provenance),
         "progress.md": tables_runs.progress(provenance, manifest),
-        "results_answer.md": answer.answer(frame, ref, figure=fig.link(versus)),
+        "results_answer.md": answer.answer(frame, ref, figure=fig.link(versus), floors=floors),
         "results_paper.md": tables.results_paper(frame, ref, runs=runs, manifest=entries),
         "results_convergence.md": tables_epochs.convergence_note(epochs, ref),
         "results_precision.md": tables_runs.precision_note(provenance, ref),
         "results_label_free.md": tables.results_label_free(frame, ref),
-        "results_majority.md": tables_runs.majority_shares(runs, frame, ref),
+        "results_majority.md": tables_runs.majority_shares(floors, ref),
         "results_baselines.md": tables.results_baselines(frame, ref, runs=runs, manifest=entries),
         "results_margins.md": answer.results_margins(frame, ref),
         "results_detail.md": tables.results_detail(frame, ref),

@@ -343,12 +343,12 @@ def dataset_snippet(name: str, *, runs: list[dict], manifest: list[dict], runs_l
     return text + f"\nFrom run {link(run['name'], {'notebook': run.get('notebook_link')})}.\n"
 
 
-def majority_shares(runs: list[dict], frame: pd.DataFrame, reference: dict) -> str:
-    """The floor of every accuracy: the share of the largest class in each evaluation split, from the dataset
-    summaries (`*-data-s0`) of the profile the analogue's IIC cells come from. A clustering that puts every
-    pixel into one cluster scores exactly this (the one-to-one matching sends that cluster to the largest
-    class), so an accuracy at or below it says the clusters carry nothing the class sizes do not."""
-    names, rows = labels(reference, analogue=True), []
+def majority_floors(runs: list[dict], frame: pd.DataFrame, reference: dict) -> dict[str, dict]:
+    """{dataset: {"run": the datasets run read, "paper_eval" / "heldout": (largest class, its pixel share)}}: the
+    floor of every accuracy, from the dataset summaries (`*-data-s0`) of the profile the analogue's IIC cells
+    come from. A clustering that puts every pixel into one cluster scores exactly this share (the one-to-one
+    matching sends that cluster to the largest class)."""
+    floors = {}
     for row in experiments(reference):
         ds = row["dataset"]
         found = _summaries(runs, ds)
@@ -357,11 +357,24 @@ def majority_shares(runs: list[dict], frame: pd.DataFrame, reference: dict) -> s
         main = frame[(frame["dataset"] == ds) & (frame["group"] == "main") & (frame["status"] == "ok")]
         profile = preferred_profile(main["profile"]) if not main.empty else None
         run, summary = next(((r, s) for r, s in found if r.get("profile") == profile), found[0])
+        floors[ds] = {"run": run}
+        for split in ("paper_eval", "heldout"):
+            shares = ((summary.get("per_split") or {}).get(split) or {}).get("pixel_share") or {}
+            if shares:
+                top = max(shares, key=shares.get)
+                floors[ds][split] = (top, shares[top])
+    return floors
+
+
+def majority_shares(floors: dict[str, dict], reference: dict) -> str:
+    """The table of `majority_floors`: an accuracy at or below its floor says the clusters carry nothing the
+    class sizes do not."""
+    names, rows = labels(reference, analogue=True), []
+    for ds, floor in floors.items():
+        run = floor["run"]
         cells = {"experiment": names[ds], "data summary": link(run["name"], {"notebook": run.get("notebook_link")})}
         for split, title in (("paper_eval", "paper protocol's images"), ("heldout", "held-out images")):
-            shares = ((summary.get("per_split") or {}).get(split) or {}).get("pixel_share") or {}
-            top = max(shares, key=shares.get) if shares else None
-            cells[title] = f"{pct(shares[top])} ({top})" if top else "—"
+            cells[title] = f"{pct(floor[split][1])} ({floor[split][0]})" if split in floor else "—"
         rows.append(cells)
     if not rows:
         return "*No dataset summary has run yet.*\n"
