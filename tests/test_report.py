@@ -871,3 +871,17 @@ def test_figures_are_the_same_bytes_in_every_process(book):
         drawn.append({p.name: p.read_bytes() for p in (out / "figures").glob("*.png")})
     assert {"ablation-lambda.png", "versus_baselines.png"} <= set(drawn[0])
     assert drawn[0] == drawn[1]
+
+
+def test_manifest_entry_matches_group_variant_and_dataset_through_aliases():
+    """One lookup serves both the empty cells' commands and the paper-scale list (no twin of the walk)."""
+    manifest = [
+        {"name": "a-faithful", "study_group": "main", "variant": "faithful", "params": {"preset": "a"}},
+        {"name": "a-improved", "study_group": "main", "variant": "improved", "params": {"preset": "a"}},
+        {"name": "a-ref", "study_group": "lambda", "variant": 2.0, "alias_of": "a-faithful"},
+    ]
+    assert load.manifest_entry(manifest, group="main", variant="improved", dataset="a")["name"] == "a-improved"
+    assert load.manifest_entry(manifest, group="main", variant=None, dataset="a")["name"] == "a-faithful"
+    assert load.manifest_entry(manifest, group="lambda", variant="2.0", dataset="a")["name"] == "a-ref"
+    assert load.manifest_entry(manifest, group="main", variant="faithful", dataset="b") is None
+    assert load.manifest_entry(manifest, group="lambda", variant="1.0", dataset="a") is None

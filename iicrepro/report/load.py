@@ -123,17 +123,22 @@ def command_for(*, group: str, variant: str | None, dataset: str, runs: list[dic
         if run["study_group"] == group and run["dataset"] == dataset and run.get("command") \
                 and variant in (None, run["variant"]):
             return " && ".join(list(run.get("commands") or []) + [run["command"]])
-    for entry in manifest:
-        if entry.get("study_group") == group and variant in (None, str(entry.get("variant"))) \
-                and entry_dataset(entry, manifest) == dataset:
-            # offline analogues: the scale this book's runs use (the CPU profile once any of its runs exists)
-            cpu = not entry.get("requires") and any(run.get("profile") == "cpu" for run in runs)
-            extra = " --with-downloads" if entry.get("requires") else " --profile cpu" if cpu else ""
-            first = [f"iicrepro study run --only '{entry['alias_of']}-s*'"] if entry.get("alias_of") else []
-            return " && ".join(list(entry.get("commands") or []) + first +
-                               [f"iicrepro study run --only '{entry['name']}-s*'{extra}"])
+    entry = manifest_entry(manifest, group=group, variant=variant, dataset=dataset)
+    if entry is not None:
+        # offline analogues: the scale this book's runs use (the CPU profile once any of its runs exists)
+        cpu = not entry.get("requires") and any(run.get("profile") == "cpu" for run in runs)
+        extra = " --with-downloads" if entry.get("requires") else " --profile cpu" if cpu else ""
+        first = [f"iicrepro study run --only '{entry['alias_of']}-s*'"] if entry.get("alias_of") else []
+        return " && ".join(list(entry.get("commands") or []) + first +
+                           [f"iicrepro study run --only '{entry['name']}-s*'{extra}"])
     return (f"none in study.yaml: add a run with study_group {group}, variant {variant}, preset {dataset}; "
             f"then iicrepro study run --only 'NAME-s*'")
+
+
+def manifest_entry(manifest: list[dict], *, group: str, variant: str | None, dataset: str) -> dict | None:
+    """The first manifest entry of (study group, variant, dataset); `variant` None matches any variant."""
+    return next((entry for entry in manifest if entry.get("study_group") == group
+                 and variant in (None, str(entry.get("variant"))) and entry_dataset(entry, manifest) == dataset), None)
 
 
 def manifest_cells(manifest: list[dict], group: str) -> list[tuple[str, str]]:

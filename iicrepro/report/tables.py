@@ -12,8 +12,8 @@ import pandas as pd
 
 from iicrepro.report.frame import (best_profile_rows, comparable_rows, preferred_profile, protocol_rows,
                                    ranked_profiles, same_scale_rows)
-from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, METHODS, command_for, entry_dataset, experiments,
-                                   labels, manifest_cells)
+from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, METHODS, command_for, experiments, labels,
+                                   manifest_cells, manifest_entry)
 
 NOT_RUN = "*not run*"
 PAPER_SCALE = ("full", "paper-cpu")  # the study.yaml profiles that train the presets' own crops and batches
@@ -198,8 +198,7 @@ def _paper_scale_missing(frame, reference, *, manifest: list[dict]) -> str:
     lines = []
     for row in experiments(reference):
         ds = row["dataset"]
-        entry = next((e for e in manifest if e.get("study_group") == "main" and str(e.get("variant")) == "faithful"
-                      and entry_dataset(e, manifest) == ds), None)
+        entry = manifest_entry(manifest, group="main", variant="faithful", dataset=ds)
         if row.get("analogue_of") and ds not in done and entry is not None:
             lines.append(f"- {names[ds]}: `iicrepro study run --profile paper-cpu --only '{entry['name']}-s0'`")
     if not lines:
