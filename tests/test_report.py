@@ -294,6 +294,8 @@ def test_ablation_effect_is_paired_by_seed_against_the_reference_variant(book):
     assert effects.quoted_effect(load.read_reference(book / "book" / "reference_numbers.yaml"), dataset="dubai3",
                                  variant="lambda=1.0") == "-1.2 / -1.7 (Potsdam-3)"
     assert effects.describe(pd.Series(dtype=float)) == "—"
+    # one pair has no spread and no direction to weigh: no "higher in 1 of 1 seed"
+    assert effects.describe(pd.Series([2.7])) == "+2.7, one seed (no spread)"
 
 
 def test_ablation_rows_follow_the_manifest_not_the_file_names(book):

@@ -20,11 +20,14 @@ QUOTED = "the paper's effect (quoted, on the dataset it stands in for)"
 
 
 def describe(diffs: pd.Series) -> str:
-    """"+1.2 ± 0.8, higher in 2 of 3 seeds" (sample sd when n > 1); "—" without a common seed."""
+    """"+1.2 ± 0.8, higher in 2 of 3 seeds" (sample sd when n > 1); "+2.7, one seed (no spread)" for a single
+    pair, which shows no direction a reader could weigh against seed noise; "—" without a common seed."""
     n = len(diffs)
     if not n:
         return "—"
-    return f"{mean_sd(diffs, signed=True)}, higher in {int((diffs > 0).sum())} of {n} seed{'s' if n > 1 else ''}"
+    if n == 1:
+        return f"{mean_sd(diffs, signed=True)}, one seed (no spread)"
+    return f"{mean_sd(diffs, signed=True)}, higher in {int((diffs > 0).sum())} of {n} seeds"
 
 
 def quoted_effect(reference: dict, *, dataset: str, variant: str) -> str | None:
