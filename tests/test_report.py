@@ -591,7 +591,8 @@ def test_beats_verdicts_are_seed_by_seed():
 
     assert answer.beats(pd.Series([1.0, 2.0, 3.0])) == "beats: 3 of 3 seeds, +2.0 ± 1.0"
     assert answer.beats(pd.Series([-1.0, 3.0])).startswith("mixed: 1 of 2 seeds, +1.0 ± ")
-    assert answer.beats(pd.Series([-0.5])) == "does not beat: 0 of 1 seed, -0.5"
+    assert answer.beats(pd.Series([-0.5])) == "does not beat, one seed only: -0.5"
+    assert answer.beats(pd.Series([2.0])) == "beats, one seed only: +2.0"
     assert answer.beats(pd.Series([0.0])).startswith("does not beat")
 
 

@@ -115,10 +115,13 @@ PROTOCOLS = (("paper", "paper protocol"), ("last", "label-free (last epoch, held
 
 
 def beats(gains: pd.Series) -> str:
-    """Plain verdict on per-seed gains (points): beats when every seed gains, does not when none does."""
+    """Plain verdict on per-seed gains (points): beats when every seed gains, does not when none does; a
+    single seed says so ("beats, one seed only: +1.2") rather than "1 of 1 seed", which reads as a count."""
     wins, n = int((gains > 0).sum()), len(gains)
     verdict = "beats" if wins == n else "does not beat" if wins == 0 else "mixed"
-    return f"{verdict}: {wins} of {n} seed{'s' if n > 1 else ''}, {mean_sd(gains, signed=True)}"
+    if n == 1:
+        return f"{verdict}, one seed only: {mean_sd(gains, signed=True)}"
+    return f"{verdict}: {wins} of {n} seeds, {mean_sd(gains, signed=True)}"
 
 
 FLOOR = "one cluster (largest class)"
