@@ -847,6 +847,33 @@ def test_precision_note_names_cells_that_mix_precisions(book):
     assert "(each run file's `engine`; {doc}`deviations`, *Precision*): **mixed precision**" in note
 
 
+def test_settings_note_names_cells_whose_seeds_ran_with_different_parameters(book):
+    """A cell whose seeds differ in a parameter other than the seed (seed 0 rerun with more epochs) is named
+    with each setting's seeds; the seed itself, other cells and a profile the cell does not show do not count."""
+    runs = book / "book" / "runs"
+
+    def params(dataset, seed, epochs):
+        return {"params": {"preset": dataset, "dataset": dataset, "seed": seed, "epochs": epochs}}
+
+    for seed in range(3):
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3",
+                  seed=seed, selection=selection(0.6), **params("camvid3", seed, 12))
+    assert "Mixed settings" not in generate(book)["results_precision.md"]
+    for seed, epochs in enumerate([80, 12, 12]):
+        write_run(runs, f"dubai5-faithful-s{seed}", group="main", variant="faithful", dataset="dubai5", seed=seed,
+                  selection=selection(0.5), **params("dubai5", seed, epochs))
+    note = generate(book)["results_precision.md"]
+    assert "**Mixed settings**" in note and "Dubai-5 main faithful (epochs=80: seed 0; epochs=12: seeds 1, 2)" in note
+    assert "CamVid-3" not in note.split("**Mixed settings**")[1]
+    for seed in range(3):  # full-profile runs alike hide the mixed cpu ones
+        write_run(runs, f"dubai5-faithful-s{seed}-cpu", group="main", variant="faithful", dataset="dubai5",
+                  seed=seed, selection=selection(0.5), **params("dubai5", seed, 12 + 68 * (seed == 0)),
+                  profile="cpu")
+        write_run(runs, f"dubai5-faithful-s{seed}", group="main", variant="faithful", dataset="dubai5", seed=seed,
+                  selection=selection(0.5), **params("dubai5", seed, 60))
+    assert "Mixed settings" not in generate(book)["results_precision.md"]
+
+
 def test_figures_are_the_same_bytes_in_every_process(book):
     """A figure drawn twice from the same runs, in processes with different string hash seeds (which reorder
     seaborn's facets), is byte-identical: the same runs always give the same picture."""
