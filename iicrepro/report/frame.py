@@ -120,12 +120,14 @@ def epochs_frame(runs: list[dict]) -> pd.DataFrame:
 
 
 def runs_frame(runs: list[dict]) -> pd.DataFrame:
-    """One row per run file: identity, parameters (preset + changes), torch, start, command, batch size."""
-    rows = [{**_identity(run), "parameters": params_summary(run.get("params") or {}), "torch": run.get("torch"),
+    """One row per run file: identity, parameters (preset + changes, and the run file's `params` dict as it is),
+    torch, start, command, batch size."""
+    rows = [{**_identity(run), "parameters": params_summary(run.get("params") or {}),
+             "params": dict(run.get("params") or {}), "torch": run.get("torch"),
              "started": run.get("started"), "command": run.get("command"),
              "batch_size": (run.get("params") or {}).get("batch_size"), "precision": precision_of(run),
              "cost_s": cost_of(run), **training_size_of(run)} for run in runs]
-    columns = list(_identity(_EMPTY)) + ["parameters", "torch", "started", "command", "batch_size", "precision",
+    columns = list(_identity(_EMPTY)) + ["parameters", "params", "torch", "started", "command", "batch_size", "precision",
                                          "cost_s", "input_size", "epoch_units"]
     return pd.DataFrame(rows, columns=columns).astype({"wall_time_s": float, "cost_s": float, "input_size": float,
                                                        "epoch_units": float})

@@ -57,26 +57,25 @@ def precision_note(runs: pd.DataFrame, reference) -> str:
             + "; ".join(parts) + ".\n")
 
 
-def settings_note(runs: list[dict], reference) -> str:
+def settings_note(runs: pd.DataFrame, reference) -> str:
     """Every cell (study group, variant, dataset, at the profile it shows) whose seeds' run files differ in a
     parameter other than the seed, e.g. a cell partly rerun after its epochs were raised: named with each
-    setting's seeds, since its mean and spread then pool runs of different settings. '' when none does."""
+    setting's seeds, since its mean and spread then pool runs of different settings. '' when none does.
+    `runs` is frame.runs_frame (its `params` column)."""
+    ok = runs[(runs["status"] == "ok") & runs["seed"].notna()]
+    ok = best_profile_rows(ok, ["group", "variant", "dataset"])  # the profile each cell shows
     names = labels(reference)
-    cells: dict[tuple, list[dict]] = {}
-    for run in runs:
-        if run.get("status") == "ok" and run.get("seed") is not None:
-            cells.setdefault((run["study_group"], run["variant"], run["dataset"]), []).append(run)
     mixed = []
-    for (group, variant, dataset), cell in sorted(cells.items(), key=lambda item: tuple(map(str, item[0]))):
-        shown = preferred_profile(pd.Series([run["profile"] for run in cell]))
-        cell = sorted((run for run in cell if run["profile"] == shown), key=lambda run: run["seed"])
-        params = [{k: v for k, v in (run.get("params") or {}).items() if k != "seed"} for run in cell]
+    for (group, variant, dataset), cell in sorted(ok.groupby(["group", "variant", "dataset"], sort=False),
+                                                  key=lambda item: tuple(map(str, item[0]))):
+        cell = cell.sort_values("seed")
+        params = [{k: v for k, v in p.items() if k != "seed"} for p in cell["params"]]
         keys = sorted({k for p in params for k in p if len({repr(q.get(k)) for q in params}) > 1})
         if not keys:
             continue
         seeds: dict[str, list[str]] = {}
-        for run, p in zip(cell, params):
-            seeds.setdefault(", ".join(f"{k}={p.get(k)}" for k in keys), []).append(str(run["seed"]))
+        for seed, p in zip(cell["seed"], params):
+            seeds.setdefault(", ".join(f"{k}={p.get(k)}" for k in keys), []).append(str(int(seed)))
         mixed.append(f"{names.get(dataset, dataset)} {group} {variant} (" + "; ".join(
             f"{setting}: seed{'s' if len(s) > 1 else ''} {', '.join(s)}" for setting, s in seeds.items()) + ")")
     if not mixed:
