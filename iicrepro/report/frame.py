@@ -127,8 +127,8 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
              "started": run.get("started"), "command": run.get("command"),
              "batch_size": (run.get("params") or {}).get("batch_size"), "precision": precision_of(run),
              "cost_s": cost_of(run), **training_size_of(run)} for run in runs]
-    columns = list(_identity(_EMPTY)) + ["parameters", "params", "torch", "started", "command", "batch_size", "precision",
-                                         "cost_s", "input_size", "epoch_units"]
+    columns = list(_identity(_EMPTY)) + ["parameters", "params", "torch", "started", "command", "batch_size",
+                                         "precision", "cost_s", "input_size", "epoch_units"]
     return pd.DataFrame(rows, columns=columns).astype({"wall_time_s": float, "cost_s": float, "input_size": float,
                                                        "epoch_units": float})
 
