@@ -80,7 +80,8 @@ def answer(frame: pd.DataFrame, reference: dict, *, figure: str | None, floors: 
         text = (f"On {names[ds]}, our offline analogue of {names[paper_ds]}, IIC's gain over k-means is "
                 f"**{_mean_sd(free, signed=True, unit=' points')}** under the label-free protocol (last epoch, "
                 f"held-out images; mean ± sd over seeds, paired by seed)"
-                + (f" and {_mean_sd(paper_protocol, signed=True)} under the paper protocol" if len(paper_protocol) else "")
+                + (f" and {_mean_sd(paper_protocol, signed=True)} under the paper protocol"
+                   if len(paper_protocol) else "")
                 + f"; IIC ran at {iic['scale'].iloc[0]} ({iic['profile'].iloc[0]} profile). " + paper_text
                 + (f" Under the same protocol as the paper's, its gain is {_verdict(paper_protocol, paper[2])} "
                    f"({mean_sd(paper_protocol, signed=True)})." if paper and len(paper_protocol) else ""))

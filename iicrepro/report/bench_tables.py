@@ -60,9 +60,9 @@ def _bench_file(name: str, data: dict) -> str:
     parts.append(_memory(data.get("memory")))
     items = (data.get("targets") or {}).get("items") or []
     if items:
-        parts.append("\n" + to_md(pd.DataFrame([{"target": i.get("name"), "what": i.get("what"), "goal": i.get("target"),
-                                                 "measured": _num(i.get("measured"), 3), "status": i.get("status")}
-                                                for i in items])))
+        targets = pd.DataFrame([{"target": i.get("name"), "what": i.get("what"), "goal": i.get("target"),
+                                 "measured": _num(i.get("measured"), 3), "status": i.get("status")} for i in items])
+        parts.append("\n" + to_md(targets))
     return "".join(parts)
 
 
@@ -142,7 +142,8 @@ def _details(data: dict, presets: dict) -> str:
     if not ckpt.empty:
         parts.append("\nWith activation checkpointing of the trunk (`checkpointing: true`):\n\n" + to_md(ckpt))
     evals = pd.DataFrame([{"preset": p, "batch": ev.get("batch_size"), "images/s": _num(ev.get("images_per_s")),
-                           "images per evaluation": ev.get("eval_images") or "—", "evaluation (s)": _num(ev.get("eval_s"))}
+                           "images per evaluation": ev.get("eval_images") or "—",
+                           "evaluation (s)": _num(ev.get("eval_s"))}
                           for p, preset in presets.items() if (ev := preset.get("eval"))])
     if not evals.empty:
         parts.append("\nEvaluation (forward, arg-max, confusion matrix) of head B:\n\n" + to_md(evals))

@@ -141,7 +141,8 @@ def versus_baselines(frame: pd.DataFrame, reference: dict, path: Path) -> Path |
     ours["accuracy (%)"] = 100 * ours["acc"]
     panels = [("paper, Table 4 (quoted)", _paper_points(reference), paper_order),
               ("ours (offline analogues), paper protocol", ours[ours["rule"] == "paper"], list(names.values())),
-              ("ours (offline analogues), label-free: last epoch, held-out", ours[ours["rule"] == "last"], list(names.values()))]
+              ("ours (offline analogues), label-free: last epoch, held-out", ours[ours["rule"] == "last"],
+               list(names.values()))]
     hues = list(PALETTE)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), sharey=True)
     for ax, (title, data, order) in zip(axes, panels):

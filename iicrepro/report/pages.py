@@ -52,8 +52,9 @@ def representative(frame: pd.DataFrame, runs: list[dict], reference: dict) -> tu
     picks = {}
     for group in ("main", "baseline-kmeans"):
         seeds = answer.per_seed(frame, group=group, dataset=row["dataset"], rule="last")
-        rows = frame[(frame["group"] == group) & (frame["dataset"] == row["dataset"]) & frame["seed"].isin(seeds["seed"])
-                     & (frame["rule"] == "last") & frame["selected"] & (frame["status"] == "ok")]
+        rows = frame[(frame["group"] == group) & (frame["dataset"] == row["dataset"])
+                     & frame["seed"].isin(seeds["seed"]) & (frame["rule"] == "last") & frame["selected"]
+                     & (frame["status"] == "ok")]
         if group == "main":
             rows = rows[rows["variant"] == "faithful"]
         if not rows.empty:

@@ -356,7 +356,8 @@ def dataset_snippet(name: str, *, runs: list[dict], manifest: list[dict], runs_l
     shares = pd.Series(summary.get("pixel_share") or {}, dtype=float).map(pct)
     text = legend + "\n" + to_md(splits) + "\n" + to_md(
         shares.rename("share of counted pixels (%)").rename_axis("class").reset_index())
-    coverage = pd.DataFrame({split: block["coverage_counts"] for split, block in (summary.get("per_split") or {}).items()
+    per_split = summary.get("per_split") or {}
+    coverage = pd.DataFrame({split: block["coverage_counts"] for split, block in per_split.items()
                              if block.get("coverage_counts")}).T
     if not coverage.empty:
         coverage.columns = [f">= {t}" for t in coverage.columns]
