@@ -377,6 +377,23 @@ def test_scales_table_compares_profiles_like_for_like(book):
     assert paper[7].strip().startswith("[35.0](runs/camvid3-random-s0.ipynb) (same scale, full profile)")
 
 
+def test_details_list_the_epochs_of_the_cells_own_profile_only(book):
+    """A paper-cpu run beside the cpu seeds of one cell: the detail table's epochs, like its accuracies, are
+    the cpu seeds' only (one epoch per seed, not one more from the other profile)."""
+    runs = book / "book" / "runs"
+    for seed in (0, 1):
+        write_run(runs, f"camvid3-faithful-s{seed}-cpu", group="main", variant="faithful", dataset="camvid3",
+                  seed=seed, profile="cpu", params=scale_params(64), selection=selection(0.6 + seed / 10))
+    paper_scale = selection(0.75)
+    paper_scale["paper"]["epoch"] = 33
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="paper-cpu",
+              params=scale_params(128), selection=paper_scale)
+    line = next(line for line in generate(book)["results_detail.md"].splitlines() if line.startswith("| CamVid-3"))
+    cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+    assert cells[2:4] == ["3, 3", "4, 4"] and "33" not in cells[2]
+    assert cells[4].startswith("65.0 ± 7.1 (n = 2")
+
+
 def test_answer_is_formatted_from_the_runs(book):
     runs = book / "book" / "runs"
     for seed, (iic, base, paper) in enumerate([(0.70, 0.40, 0.45), (0.60, 0.40, 0.44)]):

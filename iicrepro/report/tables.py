@@ -219,8 +219,11 @@ def _same_scale(runs: pd.DataFrame, *, dataset: str, group: str, profile: str, s
 
 
 def results_detail(frame, reference) -> str:
-    """Per (dataset, variant) of the main runs: seeds, epochs each rule chose, accuracy and mIoU per rule."""
+    """Per (dataset, variant) of the main runs: seeds, epochs each rule chose, accuracy and mIoU per rule. The
+    epochs are those of the cell's own profile, as its accuracies are (a paper-cpu run beside cpu ones is not
+    listed here; the scales table shows it)."""
     main = frame[(frame["group"] == "main") & (frame["status"] == "ok") & frame["selected"]]
+    main = best_profile_rows(main, ["dataset", "variant"])
     if main.empty:
         return "*No run of the main table has finished yet.*\n"
     epochs = main.pivot_table(index=["dataset", "variant"], columns="rule", values="epoch",
