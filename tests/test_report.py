@@ -726,6 +726,28 @@ def test_a_cpu_run_and_a_full_run_of_one_name_are_two_curves(book):
     assert perf["cpu"][9:11] == ["100.0", "100.0"] and perf["full"][9:11] == ["15.0", "16.0"]  # train s / epoch
 
 
+def test_cpu_runs_are_timed_apart_by_their_bf16_units(book):
+    """Seeds of one cell trained on an AMX CPU and on a CPU with AVX512-BF16 alone: the Performance timings keep
+    the two machines apart (their epochs differ several-fold); a run file without an engine record stays "cpu"."""
+    runs = book / "book" / "runs"
+    for seed, units, train_s in ((0, ["amx_bf16", "avx512_bf16"], 40.0), (1, ["amx_bf16", "avx512_bf16"], 44.0),
+                                 (2, ["avx512_bf16"], 130.0)):
+        hist = history([0.5] * 4)
+        hist["engine"] = {"bf16": True, "cpu_bf16_units": units}
+        for record in hist["epochs"]:
+            record["train_s"] = train_s
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3", seed=seed,
+                  selection=selection(0.5), history=hist)
+    write_run(runs, "camvid11-faithful-s0", group="main", variant="faithful", dataset="camvid11",
+              selection=selection(0.5), history=history([0.5] * 4))
+    perf = {(cells[2], cells[3]): cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                                      for line in generate(book)["performance_runs.md"].splitlines()
+                                                      if "faithful" in line)}
+    assert set(perf) == {("camvid3", "cpu (AMX)"), ("camvid3", "cpu (AVX512-BF16)"), ("camvid11", "cpu")}
+    assert perf["camvid3", "cpu (AMX)"][6] == "2" and perf["camvid3", "cpu (AMX)"][9] == "42.0"  # runs, head-B s
+    assert perf["camvid3", "cpu (AVX512-BF16)"][6] == "1" and perf["camvid3", "cpu (AVX512-BF16)"][9] == "130.0"
+
+
 def test_progress_prices_each_run_left_by_its_epochs_images_and_crop(tmp_path):
     """One CamVid run done (64 px, 4 epochs of 150 s, float32): an epoch costs 150 s. A 10 % run of 40 epochs
     counts 4 epochs (10 min); a Dubai run at 128 px, on a crop no run measured, is scaled by pixel count:

@@ -38,11 +38,26 @@ def scale_of(run: dict) -> str:
     return ", ".join(parts) or "—"
 
 
+def device_of(run: dict) -> str | None:
+    """The device a run trained on; on a CPU also its bf16 matrix units, as the run's history records them.
+
+    A Net10a epoch in bf16 takes several times longer on a CPU with AVX512-BF16 alone than on one with AMX
+    (the timings of the run files), so the cost tables keep such runs apart instead of pooling them as "cpu".
+    """
+    device = run.get("device")
+    units = ((run.get("history") or {}).get("engine") or {}).get("cpu_bf16_units")
+    if device != "cpu" or units is None:
+        return device
+    if "amx_bf16" in units:
+        return "cpu (AMX)"
+    return "cpu (AVX512-BF16)" if "avx512_bf16" in units else "cpu (no bf16 units)"
+
+
 def _identity(run: dict) -> dict:
     """The columns every frame shares (who the run is, where and how it ran)."""
     return {"run": run["name"], "group": run["study_group"], "variant": run["variant"], "dataset": run["dataset"],
             "seed": run["seed"], "method": METHODS.get(run["study_group"], "IIC"), "profile": run["profile"],
-            "scale": scale_of(run), "device": run.get("device"), "code_revision": run.get("code_revision"),
+            "scale": scale_of(run), "device": device_of(run), "code_revision": run.get("code_revision"),
             "status": run["status"], "wall_time_s": run.get("wall_time_s"), "notebook": run.get("notebook_link"),
             "alias_of": run.get("alias_of")}
 
