@@ -748,6 +748,21 @@ def test_cpu_runs_are_timed_apart_by_their_bf16_units(book):
     assert perf["camvid3", "cpu (AVX512-BF16)"][6] == "1" and perf["camvid3", "cpu (AVX512-BF16)"][9] == "130.0"
 
 
+def test_progress_names_every_machine_its_rates_pool(tmp_path):
+    """Seed 0 trained on an AMX CPU, seed 1 on one with AVX512-BF16 alone: the estimate says it pools both."""
+    from iicrepro.report import load, tables_runs
+
+    manifest = small_cpu_study(tmp_path, [0, 1, 2])
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for seed, units in ((0, ["amx_bf16", "avx512_bf16"]), (1, ["avx512_bf16"])):
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3", seed=seed,
+                  profile="cpu", wall_time_s=3000.0, history={"engine": {"bf16": True, "cpu_bf16_units": units}})
+    text = tables_runs.progress(report_frame.runs_frame(load.read_runs(runs, pages_dir=tmp_path)), manifest)
+    assert "(devices: cpu (AMX), cpu (AVX512-BF16))" in text and "on machines like those" in text
+    assert "same machine" not in text
+
+
 def test_progress_prices_each_run_left_by_its_epochs_images_and_crop(tmp_path):
     """One CamVid run done (64 px, 4 epochs of 150 s, float32): an epoch costs 150 s. A 10 % run of 40 epochs
     counts 4 epochs (10 min); a Dubai run at 128 px, on a crop no run measured, is scaled by pixel count:

@@ -151,10 +151,14 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
         return text
     took = (f"The {len(wall)} IIC training runs done took a median {wall.median() / 60:.0f} min each"
             if len(wall) > 1 else f"The one IIC training run done took {wall.median() / 60:.0f} min")
-    device = ", ".join(sorted(set(trained["device"].dropna())))
+    devices = sorted(set(trained["device"].dropna()))
+    device = ("device: " if len(devices) < 2 else "devices: ") + ", ".join(devices)
+    machine = ("on the same machine" if len(devices) < 2 else
+               "on machines like those (the rates pool the runs of all of them; each one's timings: "
+               "{doc}`performance`)")
     left = len(todo)
     if not left:
-        return text + f"\n{took} (device: {device}); no training run is left.\n"
+        return text + f"\n{took} ({device}); no training run is left.\n"
     kinds = [kind for _, kind in estimate.values()]
     total = sum(h for h, _ in estimate.values() if h is not None) * 3600
     scaled, unknown = kinds.count("scaled"), kinds.count(None)
@@ -163,11 +167,11 @@ def progress(runs: pd.DataFrame, manifest: Path, *, profile: str = "cpu") -> str
     if costs:
         rates = "; ".join(f"{family_label(f)} at {px} px in {p}: {_hours(s)}"
                           for (f, px, p), s in sorted(costs.items()))
-        text += (f"\n{took} (device: {device}). One epoch over all training images (evaluation included) costs, "
-                 f"as a median of those runs: {rates}. At these rates the {runs_left} about {_hours(total)} on the "
-                 "same machine")
+        text += (f"\n{took} ({device}). One epoch over all training images (evaluation included) costs, "
+                 f"as a median of those runs: {rates}. At these rates the {runs_left} about {_hours(total)} "
+                 + machine)
     else:  # run files without a training history: the median run
-        text += f"\n{took} (device: {device}); at that rate the {runs_left} about {_hours(total)} on the same machine"
+        text += f"\n{took} ({device}); at that rate the {runs_left} about {_hours(total)} {machine}"
     if scaled:
         text += (f" ({scaled} of them on images or crop sides no run has measured yet, scaled from the others by "
                  "pixel count)")
