@@ -38,6 +38,11 @@ def scale_of(run: dict) -> str:
     return ", ".join(parts) or "—"
 
 
+def _engine(run: dict) -> dict:
+    """The engine record of a training run's history (precision, bf16 units); {} for other runs."""
+    return (run.get("history") or {}).get("engine") or {}
+
+
 def device_of(run: dict) -> str | None:
     """The device a run trained on; on a CPU also its bf16 matrix units, as the run's history records them.
 
@@ -45,7 +50,7 @@ def device_of(run: dict) -> str | None:
     (the timings of the run files), so the cost tables keep such runs apart instead of pooling them as "cpu".
     """
     device = run.get("device")
-    units = ((run.get("history") or {}).get("engine") or {}).get("cpu_bf16_units")
+    units = _engine(run).get("cpu_bf16_units")
     if device != "cpu" or units is None:
         return device
     if "amx_bf16" in units:
@@ -169,7 +174,7 @@ def cost_of(run: dict) -> float | None:
 
 def precision_of(run: dict) -> str | None:
     """What a training run computed in: "bf16" or "float32" (its history's engine), None for other runs."""
-    engine = (run.get("history") or {}).get("engine") or {}
+    engine = _engine(run)
     return None if "bf16" not in engine else "bf16" if engine["bf16"] else "float32"
 
 
