@@ -213,6 +213,30 @@ def test_label_free_cells_and_the_split_they_used(book):
     assert "(on paper_eval)" in row(out, "Dubai-3 (analogue of Potsdam-3)")[1]
 
 
+def test_splits_table_scores_the_last_epoch_on_both_image_sets_paired_by_seed(book):
+    runs = book / "book" / "runs"
+    for seed, (train, held) in enumerate([(0.50, 0.70), (0.60, 0.55), (0.40, 0.60)]):
+        sel = selection(0.65, last=held)
+        sel["last"]["paper_eval_acc"] = train  # the run file's score of its last epoch on the training images
+        write_run(runs, f"camvid3-faithful-s{seed}", group="main", variant="faithful", dataset="camvid3",
+                  seed=seed, selection=sel)
+    write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              selection=selection(0.6, 0.5), baseline=baseline_block(0.6, 0.5))
+    write_run(runs, "camvid3-improved-s0", group="main", variant="improved", dataset="camvid3",
+              selection=selection(0.65, last=0.7))  # no training-image score of its last epoch: no row
+    out = generate(book)["results_splits.md"]
+
+    def method_row(method):
+        (line,) = [text for text in out.splitlines() if f"| {method} " in text]
+        return [c.strip() for c in line.strip().strip("|").split(" | ")]
+
+    # training 50 / 60 / 40, held-out 70 / 55 / 60: gaps +20, -5, +20 -> +11.7 +- 14.4, higher in 2 of 3
+    assert method_row("IIC faithful") == ["CamVid-3 (analogue of COCO-Stuff-3)", "IIC faithful", "50.0 ± 10.0",
+                                          "61.7 ± 7.6", "+11.7 ± 14.4 (higher in 2 of 3)"]
+    assert method_row("k-means")[2:] == ["60.0", "50.0", "-10.0 (higher in 0 of 1)"]
+    assert "IIC improved" not in out
+
+
 def test_full_profile_preferred_smoke_marked_and_profile_folders_read(book):
     runs = book / "book" / "runs"
     (runs / "cpu").mkdir()

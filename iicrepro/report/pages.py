@@ -131,6 +131,7 @@ def generate(runs_dir: Path, out_dir: Path, *, reference: Path, manifest: Path, 
         "results_precision.md": tables_runs.precision_note(provenance, ref)
         + tables_runs.settings_note(provenance, ref),
         "results_label_free.md": tables.results_label_free(frame, ref),
+        "results_splits.md": tables.results_splits(frame, ref),
         "results_majority.md": tables_runs.majority_shares(floors, ref),
         "results_baselines.md": tables.results_baselines(frame, ref, runs=runs, manifest=entries),
         "results_margins.md": answer.results_margins(frame, ref),

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from iicrepro.report.frame import (best_profile_rows, comparable_rows, preferred_profile, protocol_rows,
-                                   ranked_profiles, same_scale_rows)
+                                   ranked_profiles, same_scale_rows, seed_difference)
 from iicrepro.report.load import (BASELINES, MAIN_VARIANTS, METHODS, command_for, experiments, labels,
                                    manifest_cells, manifest_entry)
 
@@ -129,6 +129,38 @@ def results_label_free(frame, reference) -> str:
         for rule, name in (("last", "last epoch"), ("lowest_loss", "lowest loss")):
             table[f"ours {variant}, {name}"] = _main_pivot(frame, reference, rule)[variant]
     return to_md(table.reindex(_main_pivot(frame, reference, "last").index))
+
+
+SPLIT_ROWS = {("main", "faithful"): "IIC faithful", ("main", "improved"): "IIC improved",
+              ("baseline-kmeans", None): "k-means", ("baseline-random", None): "random network"}
+
+
+def results_splits(frame, reference) -> str:
+    """The last epoch of every main and baseline run scored on both image sets, paired by seed: the training
+    images (paper_eval, which the paper protocol scores) and the held-out ones (the label-free protocol's).
+    A gap between the two protocols' cells has two causes, the epoch (the paper protocol's best against the
+    last) and the images; this table measures the second alone. Each analogue at its IIC cells' scale
+    (comparable_rows), as the baselines table."""
+    last = comparable_rows(frame)
+    last = last[(last["rule"] == "last") & (last["status"] == "ok") & last["acc"].notna()]
+    rows = []
+    for ds, label in labels(reference, analogue=True).items():
+        for (group, variant), method in SPLIT_ROWS.items():
+            runs = last[(last["dataset"] == ds) & (last["group"] == group)]
+            runs = runs if variant is None else runs[runs["variant"] == variant]
+            train, held = (runs[runs["split"] == split] for split in ("paper_eval", "heldout"))
+            gap = 100 * seed_difference(held, train)
+            if gap.empty:
+                continue
+            seeds = list(gap.index)
+            rows.append({"experiment": label, "method": method,
+                         "training images": mean_sd(100 * train.set_index("seed")["acc"].loc[seeds]),
+                         "held-out images": mean_sd(100 * held.set_index("seed")["acc"].loc[seeds]),
+                         "held-out − training": f"{mean_sd(gap, signed=True)} (higher in {int((gap > 0).sum())} "
+                                                f"of {len(gap)})"})
+    if not rows:
+        return "No run has scored its last epoch on both image sets yet.\n"
+    return to_md(pd.DataFrame(rows))
 
 
 def results_baselines(frame, reference, *, runs, manifest) -> str:
