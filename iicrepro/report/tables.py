@@ -131,8 +131,7 @@ def results_label_free(frame, reference) -> str:
     return to_md(table.reindex(_main_pivot(frame, reference, "last").index))
 
 
-SPLIT_ROWS = {("main", "faithful"): "IIC faithful", ("main", "improved"): "IIC improved",
-              ("baseline-kmeans", None): "k-means", ("baseline-random", None): "random network"}
+SPLIT_ROWS = [("main", variant) for variant in MAIN_VARIANTS] + [(group, None) for group in BASELINES]
 
 
 def results_splits(frame, reference) -> str:
@@ -145,7 +144,8 @@ def results_splits(frame, reference) -> str:
     last = last[(last["rule"] == "last") & (last["status"] == "ok") & last["acc"].notna()]
     rows = []
     for ds, label in labels(reference, analogue=True).items():
-        for (group, variant), method in SPLIT_ROWS.items():
+        for group, variant in SPLIT_ROWS:
+            method = METHODS[group] if variant is None else f"{METHODS[group]} {variant}"
             runs = last[(last["dataset"] == ds) & (last["group"] == group)]
             runs = runs if variant is None else runs[runs["variant"] == variant]
             train, held = (runs[runs["split"] == split] for split in ("paper_eval", "heldout"))
