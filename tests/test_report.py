@@ -387,7 +387,8 @@ def test_scales_table_compares_profiles_like_for_like(book):
     write_run(runs, "camvid3-random-s0", group="baseline-random", variant="random-net", dataset="camvid3",
               profile="full", params=scale_params(128), selection=selection(0.35))  # the paper scale, profile full
     borrowed = generate(book)["results_scales.md"]
-    lines = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in out.splitlines()
+    table = out.split("Where IIC")[0]  # the scales table (the verdicts below it: the next test)
+    lines = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in table.splitlines()
              if line.startswith("| CamVid-3")]
     cpu, paper = (next(cells for cells in lines if cells[1] == profile) for profile in ("cpu", "paper-cpu"))
     assert len(lines) == 2
@@ -399,6 +400,38 @@ def test_scales_table_compares_profiles_like_for_like(book):
     assert "--only 'camvid3-faithful-s0'" not in out  # its paper-scale run exists now
     paper = next(line for line in borrowed.splitlines() if "| paper-cpu" in line).split(" | ")
     assert paper[7].strip().startswith("[35.0](runs/camvid3-random-s0.ipynb) (same scale, full profile)")
+
+
+def test_scales_say_where_iic_beats_the_baselines_at_each_scale(book):
+    """Below the scales table: IIC minus each baseline paired by seed at each scale (a baseline of another profile
+    at the very same scale counts, one of another scale never does), and where the one paper-scale seed lies
+    among the CPU scale's seeds under each protocol."""
+    runs = book / "book" / "runs"
+    assert "at each scale" not in generate(book)["results_scales.md"]  # one scale: nothing to say
+    for seed, (iic, kmeans) in enumerate([(0.70, 0.60), (0.60, 0.65)]):
+        write_run(runs, f"camvid3-faithful-s{seed}-cpu", group="main", variant="faithful", dataset="camvid3",
+                  seed=seed, profile="cpu", params=scale_params(64), selection=selection(iic))
+        write_run(runs, f"camvid3-kmeans-s{seed}-cpu", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+                  seed=seed, profile="cpu", params=scale_params(64), selection=selection(kmeans))
+    write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="paper-cpu",
+              params=scale_params(128), selection=selection(0.75, 0.64))
+    write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
+              profile="full", params=scale_params(128), selection=selection(0.80, 0.50))
+    out = generate(book)["results_scales.md"]
+    below = out.split("at each scale")[1]
+    rows = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in below.splitlines()
+            if line.startswith("| CamVid-3")]
+    assert rows == [
+        ["CamVid-3", "cpu", "64 px, ×0.165", "k-means", "mixed: 1 of 2 seeds, +2.5 ± 10.6",
+         "mixed: 1 of 2 seeds, +2.5 ± 10.6"],
+        ["CamVid-3", "cpu", "64 px, ×0.165", "random network", "*not run*", "*not run*"],
+        ["CamVid-3", "paper-cpu", "128 px, ×0.33", "k-means", "does not beat, one seed only: -5.0",
+         "beats, one seed only: +14.0"],
+        ["CamVid-3", "paper-cpu", "128 px, ×0.33", "random network", "*not run*", "*not run*"]]
+    assert ("CamVid-3, IIC at paper-cpu (128 px, ×0.33) against its seeds at cpu: paper protocol: 75.0 (n = 1), "
+            "above all 2 of its seeds there (60.0 to 70.0); label-free (last epoch, held-out): 64.0 (n = 1), "
+            "within the range of its 2 seeds (60.0 to 70.0).") in below
+    assert below.index("against its seeds") < below.index("Not yet run")  # the commands stay last
 
 
 def test_details_list_the_epochs_of_the_cells_own_profile_only(book):

@@ -186,12 +186,13 @@ def results_baselines(frame, reference, *, runs, manifest) -> str:
     return to_md(pd.DataFrame(rows)) + missing_list(missing)
 
 
-def results_scales(frame, reference, *, manifest: list[dict]) -> str:
+def results_scales(frame, reference, *, manifest: list[dict], beats: str = "") -> str:
     """Every analogue whose faithful IIC ran at more than one scale (study.yaml profile): one row per profile,
     IIC and both baselines read from that profile's runs only, so a row is like for like and the rows of an
     analogue compare its scales (issue 15 d: the paper scale beside the CPU scale). Below: the analogues with
-    no faithful IIC run at the paper scale yet, each with the command that runs it on a CPU."""
-    return _scales_table(frame, reference) + _paper_scale_missing(frame, reference, manifest=manifest)
+    no faithful IIC run at the paper scale yet, each with the command that runs it on a CPU. `beats`
+    (answer.scales_beats) goes between the two."""
+    return _scales_table(frame, reference) + beats + _paper_scale_missing(frame, reference, manifest=manifest)
 
 
 def _scales_table(frame, reference) -> str:
