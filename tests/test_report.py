@@ -429,8 +429,8 @@ def test_scales_say_where_iic_beats_the_baselines_at_each_scale(book):
          "beats, one seed only: +14.0"],
         ["CamVid-3", "paper-cpu", "128 px, ×0.33", "random network", "*not run*", "*not run*"]]
     assert ("CamVid-3, IIC at paper-cpu (128 px, ×0.33) against its seeds at cpu: paper protocol: 75.0 (n = 1), "
-            "above all 2 of its seeds there (60.0 to 70.0); label-free (last epoch, held-out): 64.0 (n = 1), "
-            "within the range of its 2 seeds (60.0 to 70.0).") in below
+            "above all 2 (60.0 to 70.0); label-free (last epoch, held-out): 64.0 (n = 1), within their range "
+            "(60.0 to 70.0).") in below
     assert below.index("against its seeds") < below.index("Not yet run")  # the commands stay last
 
 
