@@ -203,11 +203,12 @@ def _among_seeds(label: str, runs: pd.DataFrame, first: pd.DataFrame, *, first_p
         if ours.empty or theirs.empty:
             continue
         low, high, n = theirs.min(), theirs.max(), len(theirs)
-        where = f"above all {n}" if ours.min() > high else f"below all {n}" if ours.max() < low else "within their range"
+        where = (f"above all {n}" if ours.min() > high else f"below all {n}" if ours.max() < low
+                 else "within their range")
         parts.append(f"{text}: {mean_sd(ours)} (n = {len(ours)}), {where} ({low:.1f} to {high:.1f})")
     return (f"{label} against its seeds at {first_profile}: " + "; ".join(parts) + ". A difference "
-            "between scales counts only where it lies outside the seeds' range, and even then it is one run "
-            "against a few." if parts else "")
+            "between scales counts only where it lies outside the seeds' range, and even then it rests on few runs."
+            if parts else "")
 
 
 def results_margins(frame: pd.DataFrame, reference: dict) -> str:
