@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from iicrepro.report import effects, frame as report_frame, load, pages
+from iicrepro.report import effects, frame as report_frame, load, pages, scales
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -404,17 +404,23 @@ def test_scales_table_compares_profiles_like_for_like(book):
 
 def test_scales_say_where_iic_beats_the_baselines_at_each_scale(book):
     """Below the scales table: IIC minus each baseline paired by seed at each scale (a baseline of another profile
-    at the very same scale counts, one of another scale never does), and where the one paper-scale seed lies
-    among the CPU scale's seeds under each protocol."""
+    at the very same scale counts, one of another scale never does; improved runs are not IIC's cells), where the
+    paper-scale seed lies among the CPU scale's seeds, what else differs, and the best of its first epochs."""
     runs = book / "book" / "runs"
     assert "at each scale" not in generate(book)["results_scales.md"]  # one scale: nothing to say
+    cpu = {**scale_params(64), "half_side": 5, "batch_size": 32, "epochs": 4}
     for seed, (iic, kmeans) in enumerate([(0.70, 0.60), (0.60, 0.65)]):
         write_run(runs, f"camvid3-faithful-s{seed}-cpu", group="main", variant="faithful", dataset="camvid3",
-                  seed=seed, profile="cpu", params=scale_params(64), selection=selection(iic))
+                  seed=seed, profile="cpu", params=cpu, selection=selection(iic))
+        write_run(runs, f"camvid3-improved-s{seed}-cpu", group="main", variant="improved", dataset="camvid3",
+                  seed=seed, profile="cpu", params=cpu, selection=selection(0.99))
         write_run(runs, f"camvid3-kmeans-s{seed}-cpu", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
                   seed=seed, profile="cpu", params=scale_params(64), selection=selection(kmeans))
+    write_run(runs, "camvid3-random-s0-cpu", group="baseline-random", variant="random-net", dataset="camvid3",
+              profile="cpu", params=scale_params(64), selection=selection(0.30))  # another scale: never borrowed
     write_run(runs, "camvid3-faithful-s0", group="main", variant="faithful", dataset="camvid3", profile="paper-cpu",
-              params=scale_params(128), selection=selection(0.75, 0.64))
+              params={**scale_params(128), "half_side": 10, "batch_size": 32, "epochs": 6},
+              selection=selection(0.75, 0.64), history=history([0.55, 0.68, 0.62, 0.60, 0.75, 0.70]))
     write_run(runs, "camvid3-kmeans-s0", group="baseline-kmeans", variant="kmeans", dataset="camvid3",
               profile="full", params=scale_params(128), selection=selection(0.80, 0.50))
     out = generate(book)["results_scales.md"]
@@ -424,14 +430,29 @@ def test_scales_say_where_iic_beats_the_baselines_at_each_scale(book):
     assert rows == [
         ["CamVid-3", "cpu", "64 px, ×0.165", "k-means", "mixed: 1 of 2 seeds, +2.5 ± 10.6",
          "mixed: 1 of 2 seeds, +2.5 ± 10.6"],
-        ["CamVid-3", "cpu", "64 px, ×0.165", "random network", "*not run*", "*not run*"],
+        ["CamVid-3", "cpu", "64 px, ×0.165", "random network", "beats, one seed only: +40.0",
+         "beats, one seed only: +40.0"],
         ["CamVid-3", "paper-cpu", "128 px, ×0.33", "k-means", "does not beat, one seed only: -5.0",
          "beats, one seed only: +14.0"],
         ["CamVid-3", "paper-cpu", "128 px, ×0.33", "random network", "*not run*", "*not run*"]]
-    assert ("CamVid-3, IIC at paper-cpu (128 px, ×0.33) against its seeds at cpu: paper protocol: 75.0 (n = 1), "
-            "above all 2 (60.0 to 70.0); label-free (last epoch, held-out): 64.0 (n = 1), within their range "
-            "(60.0 to 70.0).") in below
-    assert below.index("against its seeds") < below.index("Not yet run")  # the commands stay last
+    reading = next(line for line in below.splitlines() if line.startswith("CamVid-3, IIC at paper-cpu"))
+    assert reading.startswith(
+        "CamVid-3, IIC at paper-cpu (128 px, ×0.33) against its 2 seeds at cpu (64 px, ×0.165): paper protocol: "
+        "75.0 (n = 1), above all 2 (60.0 to 70.0); label-free (last epoch, held-out): 64.0 (n = 1), within their "
+        "range (60.0 to 70.0). Its runs differ from those at cpu in crop (128 against 64), pre-scale (0.33 against "
+        "0.165), d (10 against 5) and epochs (6 against 4), not in scale alone")
+    assert "the best of the first 4 epochs at paper-cpu (as many as at cpu) scores 68.0 (n = 1), within" in reading
+    assert below.index("CamVid-3, IIC at paper-cpu") < below.index("Not yet run")  # the commands stay last
+
+
+def test_scales_place_several_runs_among_the_seeds():
+    """Scores of one profile among another's seeds: all above, all below, within, or some each way."""
+    seeds = pd.Series([60.0, 65.0, 70.0])
+    assert scales.place(pd.Series([75.0]), seeds) == "75.0 (n = 1), above all 3 (60.0 to 70.0)"
+    assert scales.place(pd.Series([50.0, 55.0]), seeds).startswith("52.5 ± 3.5 (n = 2), below all 3 (")
+    assert scales.place(pd.Series([60.0, 70.0]), seeds).endswith("(n = 2), within their range (60.0 to 70.0)")
+    assert scales.place(pd.Series([50.0, 90.0, 65.0]), seeds).endswith("1 of 3 above all 3 and 1 below all 3 "
+                                                                          "(60.0 to 70.0)")
 
 
 def test_details_list_the_epochs_of_the_cells_own_profile_only(book):

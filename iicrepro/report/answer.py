@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iicrepro.report.frame import comparable_rows, ranked_profiles, same_scale_rows, seed_difference
+from iicrepro.report.frame import comparable_rows, seed_difference
 from iicrepro.report.load import BASELINES, METHODS, experiments, labels, paper_iic
 from iicrepro.report.tables import NOT_RUN, mean_sd, to_md
 
@@ -156,59 +156,6 @@ def beats_table(frame: pd.DataFrame, reference: dict, *, floors: dict | None = N
             "run of the same seed, in points; the random network of seed s is the very network IIC seed s starts "
             f"training from; *{FLOOR}* is what putting every pixel into one cluster scores, the share of the "
             "largest class in the images the protocol scores):\n\n" + to_md(pd.DataFrame(rows)) + "\n")
-
-
-def scales_beats(frame: pd.DataFrame, reference: dict) -> str:
-    """Where faithful IIC beats each baseline at every scale of an analogue that ran at more than one (the rows
-    of results_scales): gains paired by seed, IIC and the baseline at one scale (same_scale_rows), then where
-    each scale's IIC scores lie among the seeds of the analogue's first scale (issue 15 d: one paper-scale seed
-    beside three CPU-scale ones cannot tell a scale effect from seed variation, and the text says which)."""
-    ok = frame[(frame["status"] == "ok") & frame["selected"] & frame["acc"].notna()
-               & ((frame["group"] != "main") | (frame["variant"] == "faithful"))]
-    ok = ok.assign(acc=100 * ok["acc"])
-    rows, readings = [], []
-    for ds, label in labels(reference).items():
-        here = ok[ok["dataset"] == ds]
-        iic = here[here["group"] == "main"]
-        profiles = ranked_profiles(iic["profile"])
-        if len(profiles) < 2:
-            continue
-        first = iic[iic["profile"] == profiles[0]]
-        for profile in profiles:
-            mine = iic[iic["profile"] == profile]
-            scale = mine["scale"].iloc[0]
-            for group in BASELINES:
-                base, _ = same_scale_rows(here[here["group"] == group], profile=profile, scale=scale)
-                cells = {rule: seed_difference(mine[mine["rule"] == rule], base[base["rule"] == rule])
-                         for rule, _ in PROTOCOLS}
-                rows.append({"analogue": label, "profile": profile, "scale": scale, "IIC against": METHODS[group],
-                             **{text: beats(cells[rule]) if len(cells[rule]) else NOT_RUN
-                                for rule, text in PROTOCOLS}})
-            if profile != profiles[0]:
-                readings.append(_among_seeds(f"{label}, IIC at {profile} ({scale})", mine, first,
-                                             first_profile=profiles[0]))
-    if not rows:
-        return ""
-    return ("\nWhere IIC (faithful) beats the baselines at each scale, seed by seed (IIC minus the baseline run of "
-            "the same seed at the same scale, in points):\n\n" + to_md(pd.DataFrame(rows))
-            + "".join(f"\n{text}\n" for text in readings))
-
-
-def _among_seeds(label: str, runs: pd.DataFrame, first: pd.DataFrame, *, first_profile: str) -> str:
-    """One sentence: where the IIC scores of `runs` lie among those of `first` (the seeds of `first_profile`),
-    per protocol (percentages)."""
-    parts = []
-    for rule, text in PROTOCOLS:
-        ours, theirs = runs[runs["rule"] == rule]["acc"], first[first["rule"] == rule]["acc"]
-        if ours.empty or theirs.empty:
-            continue
-        low, high, n = theirs.min(), theirs.max(), len(theirs)
-        where = (f"above all {n}" if ours.min() > high else f"below all {n}" if ours.max() < low
-                 else "within their range")
-        parts.append(f"{text}: {mean_sd(ours)} (n = {len(ours)}), {where} ({low:.1f} to {high:.1f})")
-    return (f"{label} against its seeds at {first_profile}: " + "; ".join(parts) + ". A difference "
-            "between scales counts only where it lies outside the seeds' range, and even then it rests on few runs."
-            if parts else "")
 
 
 def results_margins(frame: pd.DataFrame, reference: dict) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iicrepro.report import answer, bench_tables, effects, figures, tables, tables_epochs, tables_runs
+from iicrepro.report import answer, bench_tables, effects, figures, scales, tables, tables_epochs, tables_runs
 from iicrepro.report.frame import epochs_frame, results_frame, runs_frame
 from iicrepro.report.load import read_manifest, read_reference, read_runs
 
@@ -137,7 +137,7 @@ def generate(runs_dir: Path, out_dir: Path, *, reference: Path, manifest: Path, 
         "results_margins.md": answer.results_margins(frame, ref),
         "results_detail.md": tables.results_detail(frame, ref),
         "results_scales.md": tables.results_scales(frame, ref, manifest=entries,
-                                                    beats=answer.scales_beats(frame, ref)),
+                                                    beats=scales.scales_beats(frame, epochs, provenance, ref)),
         "results_context.md": tables.results_context(ref), "sources.md": tables.sources(ref),
         "epoch_curves.md": fig.markdown(curves, "Accuracy per epoch, band over seeds",
                                         missing="Not yet run: the curves come from the main runs' per-epoch history.")

@@ -191,7 +191,7 @@ def results_scales(frame, reference, *, manifest: list[dict], beats: str = "") -
     IIC and both baselines read from that profile's runs only, so a row is like for like and the rows of an
     analogue compare its scales (issue 15 d: the paper scale beside the CPU scale). Below: the analogues with
     no faithful IIC run at the paper scale yet, each with the command that runs it on a CPU. `beats`
-    (answer.scales_beats) goes between the two."""
+    (scales.scales_beats) goes between the two."""
     return _scales_table(frame, reference) + beats + _paper_scale_missing(frame, reference, manifest=manifest)
 
 
