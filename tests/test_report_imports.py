@@ -8,7 +8,8 @@ from import_flow import assert_layers, assert_no_circles
 
 PACKAGE = Path(__file__).resolve().parents[1] / "iicrepro" / "report"
 LAYERS = [{"load"}, {"frame"}, {"tables"},
-          {"tables_runs", "tables_epochs", "bench_tables", "answer", "effects", "figures"}, {"pages"}, {"__main__"}]
+          {"tables_runs", "tables_epochs", "bench_tables", "answer", "effects", "figures"}, {"scales"}, {"pages"},
+          {"__main__"}]
 
 
 def report_imports(path: Path) -> set[str]:

@@ -13,6 +13,8 @@ tools/build_book.sh runs this before every build. One-way flow, one module per s
     answer       frame -> the sentences the Results page opens with; effects: each ablation's change, paired by
                  seed; figures: frames -> seaborn figures
                  (OUT/figures/, drawn by every build, not committed)
+    scales       frames -> where IIC beats the baselines at each scale of an analogue (answer's verdicts), and
+                 how its paper-scale runs compare with its CPU-scale seeds
     pages        everything above -> the snippets each page includes; `python -m iicrepro.report` (__main__)
 
 A module imports only modules of an earlier line (tests/test_report_imports.py); no run, notebook or library
