@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iicrepro.report.answer import PROTOCOLS, beats
+from iicrepro.report.answer import FLOOR_SPLITS, PROTOCOLS, beats
 from iicrepro.report.frame import ranked_profiles, same_scale_rows, seed_difference
 from iicrepro.report.load import BASELINES, METHODS, labels
 from iicrepro.report.tables import NOT_RUN, mean_sd, to_md
 
 COMPARED = (("input_size", "crop"), ("prescale", "pre-scale"), ("half_side", "d"), ("batch_size", "batch"),
             ("epochs", "epochs"))  # run parameters that set the two profiles of an analogue apart
-PAPER_SPLIT = "paper_eval"  # the images the paper protocol picks its best epoch on (iicrepro.history)
+PAPER_SPLIT = FLOOR_SPLITS["paper"]  # the images the paper protocol picks its best epoch on
 
 
 def scales_beats(frame: pd.DataFrame, epochs: pd.DataFrame, provenance: pd.DataFrame, reference: dict) -> str:
