@@ -1,6 +1,7 @@
 """The study manifest (iicrepro.study) and its runner (iicrepro.runner), on tiny notebooks that need no torch."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -307,6 +308,23 @@ def test_cpu_profile_of_the_manifest():
     flat = {**run.params, **run.params.get("overrides", {})}
     assert (flat["input_size"], flat["prescale"], flat["half_side"], flat["bf16"]) == (64, 0.25, 5, "auto")
     assert loaded.out.name == "cpu" and loaded.out.parent.name == "runs"
+
+
+
+def test_paper_cpu_profile_of_the_manifest():
+    """Profile paper-cpu (issue 15 d): the presets' own crops, pre-scales, d and batches, seed 0, 60 epochs
+    for CamVid-3 (its full-profile count) and Dubai-3 (half its full-profile 120; book: Method)."""
+    runs = {r.name: r for r in study.load_study(REPO / "study.yaml", profile="paper-cpu").runs}
+    full = {r.name: r for r in study.load_study(REPO / "study.yaml", profile="full").runs}
+    assert "camvid3-faithful-s1" not in runs
+    for name, batch in (("camvid3-faithful-s0", 120), ("dubai3-faithful-s0", 75)):
+        flat = {**runs[name].params, **runs[name].params.get("overrides", {})}
+        config = study.resolved_config(runs[name].params)
+        assert (flat["epochs"], flat["checkpointing"], flat["device"]) == (60, True, "cpu")
+        assert not {"input_size", "prescale", "half_side"} & set(flat)  # the preset's own scale
+        assert config.batch_size == batch
+        assert config == dataclasses.replace(study.resolved_config(full[name].params), epochs=60,  # all else full's
+                                             checkpointing=True, device="cpu", bf16="auto", channels_last=True)
 
 
 RESUMABLE_PARAMS = PARAMS + '''
