@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from iicrepro.report import effects, frame as report_frame, load, pages, scales
+from iicrepro.report import effects, frame as report_frame, load, pages, scales, tables_epochs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -442,7 +442,18 @@ def test_scales_say_where_iic_beats_the_baselines_at_each_scale(book):
         "range (60.0 to 70.0). Its runs differ from those at cpu in crop (128 against 64), pre-scale (0.33 against "
         "0.165), d (10 against 5) and epochs (6 against 4), not in scale alone")
     assert "the best of the first 4 epochs at paper-cpu (as many as at cpu) scores 68.0 (n = 1), within" in reading
+    # head B's loss -0.1, -0.3, -0.5 at epochs 2, 4, 6: the last quarter (after epoch 4.5) holds 0.2 of 0.4;
+    # the cpu runs have no history, so no share of theirs
+    assert ("the CPU scale's criterion): at paper-cpu 50.0 %, not flat. The paper protocol picks") in reading
     assert below.index("CamVid-3, IIC at paper-cpu") < below.index("Not yet run")  # the commands stay last
+
+
+def test_flat_text_counts_the_runs_whose_head_b_loss_still_moves():
+    assert tables_epochs.flat_text(pd.Series([0.019])) == "1.9 %, flat"
+    assert tables_epochs.flat_text(pd.Series([0.12])) == "12.0 %, not flat"
+    assert tables_epochs.flat_text(pd.Series([0.001, 0.099, 0.102])) == "0.1 %, 9.9 %, 10.2 %: 1 of 3 not flat"
+    assert tables_epochs.flat_text(pd.Series([0.01, -0.05])) == "1.0 %, -5.0 %: all flat"
+    assert tables_epochs.flat_text(pd.Series([float("nan")])) == "did not fall, not flat"
 
 
 def test_scales_place_several_runs_among_the_seeds():

@@ -6,7 +6,8 @@ A gain is IIC minus the baseline run of the same seed at the same crop and pre-s
 baseline of another profile at the very same scale counts, one of another scale never does). A profile's IIC
 scores are placed among the first profile's seeds; with n seeds, one more run of the same setting lands above
 all of them one time in n + 1, so "above all" is weak evidence, and the two profiles differ in more than scale
-(batch, epochs, d: study.yaml), which the text lists from the run files' parameters.
+(batch, epochs, d: study.yaml), which the text lists from the run files' parameters, with whether head B's
+training loss was flat over the last quarter of training at each profile (tables_epochs.head_b_shares).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from iicrepro.report.answer import FLOOR_SPLITS, PROTOCOLS, beats
 from iicrepro.report.frame import ranked_profiles, same_scale_rows, seed_difference
 from iicrepro.report.load import BASELINES, METHODS, labels
 from iicrepro.report.tables import NOT_RUN, mean_sd, to_md
+from iicrepro.report.tables_epochs import FLAT_SHARE, flat_text, head_b_shares
 
 COMPARED = (("input_size", "crop"), ("prescale", "pre-scale"), ("half_side", "d"), ("batch_size", "batch"),
             ("epochs", "epochs"))  # run parameters that set the two profiles of an analogue apart
@@ -68,7 +70,8 @@ def place(ours: pd.Series, theirs: pd.Series) -> str:
 def _reading(label: str, runs: pd.DataFrame, first: pd.DataFrame, *, epochs: pd.DataFrame,
              provenance: pd.DataFrame) -> str:
     """Where the IIC scores of one profile (`runs`) lie among the seeds of the first (`first`), per protocol;
-    what else differs between the two; and, when this profile trained more epochs, the best of its first as many
+    what else differs between the two; whether head B's loss was flat at the end at each; and, when this profile
+    trained more epochs, the best of its first as many
     epochs as the first profile trained (the paper protocol's pick grows with the number of epochs it picks
     from)."""
     profile, first_profile = runs["profile"].iloc[0], first["profile"].iloc[0]
@@ -85,6 +88,12 @@ def _reading(label: str, runs: pd.DataFrame, first: pd.DataFrame, *, epochs: pd.
     if differ:
         text += (f" Its runs differ from those at {first_profile} in " + _series(differ)
                  + ", not in scale alone (their run files' parameters).")
+    mine_flat, theirs_flat = (head_b_shares(epochs, r["run"].unique(), profile=r["profile"].iloc[0])
+                              for r in (runs, first))
+    if len(mine_flat):
+        text += (f" Head B's training loss moved in the last quarter of training by this share of its drop (flat: "
+                 f"under {100 * FLAT_SHARE:.0f} %, the CPU scale's criterion): at {profile} {flat_text(mine_flat)}"
+                 + (f"; at {first_profile} {flat_text(theirs_flat)}" if len(theirs_flat) else "") + ".")
     early = _best_of_first(epochs, runs, limit=max((p.get("epochs") or 0) for p in theirs) if theirs else 0)
     paper_first = first[first["rule"] == "paper"]["acc"]
     if len(early) and len(paper_first):

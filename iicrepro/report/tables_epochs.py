@@ -52,6 +52,28 @@ def _last_quarter_share(curve: pd.DataFrame, last_epoch: float) -> float | None:
     return float((before["loss"].iloc[-1] - curve["loss"].iloc[-1]) / drop)
 
 
+def head_b_shares(epochs: pd.DataFrame, runs: pd.Series, *, profile: str) -> pd.Series:
+    """Per run of `runs` (names) at `profile`: the last quarter's share of head B's training-loss drop (NaN
+    where it did not fall; runs with too few epochs left out). epochs: epochs_frame, any profile."""
+    rows = epochs[epochs["run"].isin(runs) & (epochs["profile"] == profile)]
+    shares = {}
+    for run, group in rows.groupby("run"):
+        curve = group[["epoch", "loss_b"]].dropna().drop_duplicates().rename(columns={"loss_b": "loss"})
+        share = _last_quarter_share(curve.sort_values("epoch"), group["epoch"].max())
+        if share is not None:
+            shares[run] = share
+    return pd.Series(shares, dtype=float)
+
+
+def flat_text(shares: pd.Series) -> str:
+    """"1.9 %, flat", "0.1 %, 9.9 %, 10.2 %: 1 of 3 not flat" or "12.0 %, not flat" (FLAT_SHARE)."""
+    off = int((~_flat(shares)).sum())
+    values = ", ".join(map(_share_text, shares))
+    if len(shares) == 1:
+        return f"{values}, {'not flat' if off else 'flat'}"
+    return f"{values}: {f'{off} of {len(shares)} not flat' if off else 'all flat'}"
+
+
 def _flat(shares: pd.Series) -> pd.Series:
     """Whether each share is within +-FLAT_SHARE (a loss that did not fall, NaN, is not)."""
     return shares.abs() < FLAT_SHARE
