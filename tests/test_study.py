@@ -389,6 +389,22 @@ def test_a_run_given_more_epochs_continues_from_its_last_checkpoint(root):
     assert (root / "ckpt" / f"toy-s0-{shorter['fingerprint']}").is_dir()
 
 
+def test_a_run_stopped_early_and_given_fewer_epochs_still_continues(root, monkeypatch):
+    """Lowering a run's epochs (as paper-cpu did, 120 -> 60) above what its checkpoint holds keeps the folder:
+    the run continues from its last epoch and equals an uninterrupted run of the new length."""
+    write_notebook(root / "nb" / "toy.ipynb", params=RESUMABLE_PARAMS, cells=(RESUMABLE_WORK, RESUMABLE_SAVE))
+    planned = study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "epochs": 6})], seeds=[0]))
+    monkeypatch.setenv("TOY_STOP_AT", "3")
+    [(_, action, stopped)] = runner.run_study(planned, planned.runs, checkpoints=root / "ckpt")
+    assert action == "failed"
+    monkeypatch.delenv("TOY_STOP_AT")
+    fewer = study.load_study(write_manifest(root, [entry(params={"preset": "camvid3", "epochs": 4})], seeds=[0]))
+    [(_, action, done)] = runner.run_study(fewer, fewer.runs, checkpoints=root / "ckpt")
+    assert action == "ok" and done["resumed_from"] == 2 and done["checkpoint_key"] == stopped["checkpoint_key"]
+    [(_, _, fresh)] = runner.run_study(fewer, fewer.runs, checkpoints=root / "fresh", force=True)
+    assert done["selection"]["paper"]["acc"] == pytest.approx(fresh["selection"]["paper"]["acc"])
+
+
 def test_profile_defaults_fill_only_what_a_run_leaves_unset(root):
     profiles = {"cpu": {"out": "out/cpu", "seeds": [0], "defaults": {"bf16": "auto"}, "params": {"epochs": 3}}}
     runs = [entry(name="plain"), entry(name="asks", params={"preset": "camvid3", "bf16": True})]
