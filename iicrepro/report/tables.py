@@ -237,7 +237,8 @@ def _paper_scale_missing(frame, reference, *, manifest: list[dict]) -> str:
     if not lines:
         return ""
     head = ("Not yet run at the paper scale (faithful IIC, seed 0, on a CPU), and the command that runs each (it "
-            "resumes from its last epoch's checkpoint after an interruption):")
+            "resumes from its last epoch's checkpoint after an interruption; the profile's number of epochs, and "
+            "which analogues need more: {ref}`paper-cpu`):")
     return "\n".join(["", head, "", *lines]) + "\n"
 
 

@@ -56,13 +56,16 @@ def head_b_shares(epochs: pd.DataFrame, runs: pd.Series, *, profile: str) -> pd.
     """Per run of `runs` (names) at `profile`: the last quarter's share of head B's training-loss drop (NaN
     where it did not fall; runs with too few epochs left out). epochs: epochs_frame, any profile."""
     rows = epochs[epochs["run"].isin(runs) & (epochs["profile"] == profile)]
-    shares = {}
-    for run, group in rows.groupby("run"):
-        curve = group[["epoch", "loss_b"]].dropna().drop_duplicates().rename(columns={"loss_b": "loss"})
-        share = _last_quarter_share(curve.sort_values("epoch"), group["epoch"].max())
-        if share is not None:
-            shares[run] = share
-    return pd.Series(shares, dtype=float)
+    shares = {run: _last_quarter_share(_loss_curve(group, "loss_b"), group["epoch"].max())
+              for run, group in rows.groupby("run")}
+    return pd.Series({run: share for run, share in shares.items() if share is not None}, dtype=float)
+
+
+def _loss_curve(group: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One run's training loss per trained epoch (epoch, loss; sorted), from rows that may repeat an epoch (one
+    per split and head in epochs_frame)."""
+    curve = group[group["epoch"] > 0][["epoch", column]].dropna().drop_duplicates("epoch")
+    return curve.rename(columns={column: "loss"}).sort_values("epoch")
 
 
 def flat_text(shares: pd.Series) -> str:
@@ -92,8 +95,7 @@ def _head_shares(epochs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(rows, columns=["dataset", "variant", "head", "run", "share"])
     for head, column in (("A", "loss_a"), ("B", "loss_b")):
         for (dataset, variant, run), group in main.groupby(["dataset", "variant", "run"]):
-            curve = group[["epoch", column]].dropna().rename(columns={column: "loss"}).sort_values("epoch")
-            share = _last_quarter_share(curve, group["epoch"].max())
+            share = _last_quarter_share(_loss_curve(group, column), group["epoch"].max())
             if share is not None:
                 rows.append({"dataset": dataset, "variant": variant, "head": head, "run": run, "share": share})
     return pd.DataFrame(rows, columns=["dataset", "variant", "head", "run", "share"])
