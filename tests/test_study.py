@@ -310,7 +310,6 @@ def test_cpu_profile_of_the_manifest():
     assert loaded.out.name == "cpu" and loaded.out.parent.name == "runs"
 
 
-
 def test_paper_cpu_profile_of_the_manifest():
     """Profile paper-cpu (issue 15 d): the presets' own crops, pre-scales, d and batches, seed 0, 60 epochs
     for CamVid-3 (its full-profile count) and Dubai-3 (half its full-profile 120; book: Method)."""

@@ -71,9 +71,8 @@ def _reading(label: str, runs: pd.DataFrame, first: pd.DataFrame, *, epochs: pd.
              provenance: pd.DataFrame) -> str:
     """Where the IIC scores of one profile (`runs`) lie among the seeds of the first (`first`), per protocol;
     what else differs between the two; whether head B's loss was flat at the end at each; and, when this profile
-    trained more epochs, the best of its first as many
-    epochs as the first profile trained (the paper protocol's pick grows with the number of epochs it picks
-    from)."""
+    trained more epochs, the best of its first as many epochs as the first profile trained (the paper protocol's
+    pick grows with the number of epochs it picks from)."""
     profile, first_profile = runs["profile"].iloc[0], first["profile"].iloc[0]
     parts = [f"{text}: {place(mine, theirs)}" for rule, text in PROTOCOLS
              if len(mine := runs[runs["rule"] == rule]["acc"]) and len(theirs := first[first["rule"] == rule]["acc"])]
