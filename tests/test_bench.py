@@ -6,6 +6,7 @@ import json
 import pytest
 
 from iicrepro import bench
+from iicrepro.bench.common import allocator
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +24,7 @@ def test_header_fields(tiny_result):
     for key in ("device", "device_name", "torch", "git_revision", "date"):
         assert tiny_result["env"][key]
     assert tiny_result["env"]["device"] == "cpu"
+    assert tiny_result["env"]["allocator"]["name"] in ("libc malloc", "jemalloc", "tcmalloc")
     assert tiny_result["reference"]["cocostuff3_single_head_epoch_min"] == 30
     assert tiny_result["reductions"]  # tiny sizes are said to be reductions
     assert tiny_result["matmul_peak"]["float32"]["tflops"] > 0
@@ -250,3 +252,13 @@ def test_measurement_kind_names_what_a_call_measures(argv, kind):
     """One value decides both what `run` measures and the default file's suffix (cpu-memory-<date>.json)."""
     from iicrepro.bench.cli import _parser, measurement_kind
     assert measurement_kind(_parser().parse_args(argv)) == kind
+
+
+def test_allocator_read_from_the_process_maps(monkeypatch):
+    jemalloc = "7f00-7f10 r-xp 00000000 08:01 42 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2\n"
+    libc = "7f20-7f30 r-xp 00000000 08:01 43 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+    monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
+    assert allocator(jemalloc + libc) == {"name": "jemalloc", "malloc_conf": "dirty_decay_ms:-1"}
+    monkeypatch.delenv("MALLOC_CONF")
+    assert allocator(libc) == {"name": "libc malloc", "malloc_conf": None}
+    assert allocator("") == {"name": "libc malloc", "malloc_conf": None}

@@ -599,6 +599,23 @@ def test_benchmark_header_names_threads_and_load(book):
     assert out.count("torch threads") == 1
 
 
+def test_benchmark_header_names_the_allocator(book):
+    """A preloaded allocator changes CPU timings: the header names it and its options; older files name none."""
+    bench = book / "benchmarks" / "results"
+    bench.mkdir(parents=True)
+    env = {"device": "cpu", "device_name": "x86_64", "torch": "2.13", "git_revision": "abc", "date": "2025-01-01",
+           "cpu_count": 2, "torch_threads": 2}
+    allocators = {"jemalloc": {"name": "jemalloc", "malloc_conf": "dirty_decay_ms:-1"},
+                  "libc": {"name": "libc malloc", "malloc_conf": None}, "old": None}
+    for name, alloc in allocators.items():
+        extra = {"allocator": alloc} if alloc else {}
+        (bench / f"cpu-{name}-2025-01-01.json").write_text(json.dumps({"env": env | extra, "data": "synthetic"}))
+    out = generate(book, bench=bench)["performance_bench.md"]
+    assert "torch threads 2 of 2 CPUs; allocator jemalloc (`MALLOC_CONF=dirty_decay_ms:-1`)." in out
+    assert "torch threads 2 of 2 CPUs; allocator libc malloc." in out
+    assert out.count("allocator") == 2
+
+
 def test_memory_bench_file_is_tabulated(book):
     """A `bench --memory` file: per preset, head and checkpointing, MB per pair, the estimate, whether it fits."""
     bench = book / "benchmarks" / "results"

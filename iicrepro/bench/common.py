@@ -24,14 +24,32 @@ SCHEMA_VERSION = 1  # of the JSON file (benchmarks/README.md)
 PAPER_PRESETS = ("cocostuff3", "cocostuff15", "potsdam3", "potsdam6")  # the presets issue 5 judges
 
 
+def allocator(maps: str | None = None) -> dict:
+    """Which C allocator serves this process: jemalloc or tcmalloc when preloaded (`LD_PRELOAD`), else the C
+    library's malloc; with `MALLOC_CONF` (jemalloc's options) when set.
+
+    On a CPU it changes timings: glibc's malloc hands freed tensors above its mmap threshold (32 MiB at most)
+    back to the kernel, and every page of the next one is faulted in again. `maps` is the text of
+    /proc/self/maps (read when None; "" where there is none, as off Linux).
+    """
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            maps = ""
+    name = next((lib for lib in ("jemalloc", "tcmalloc") if f"lib{lib}" in maps), "libc malloc")
+    return {"name": name, "malloc_conf": os.environ.get("MALLOC_CONF")}
+
+
 def environment(device: torch.device) -> dict:
-    """Device, versions, machine load, git revision and date: the header of every result file."""
+    """Device, versions, machine load, C allocator, git revision and date: the header of every result file."""
     cuda = device.type == "cuda"
     return {"device": device.type, "device_name": torch.cuda.get_device_name(device) if cuda else
             (platform.processor() or platform.machine()), "torch": torch.__version__,
             "cuda": torch.version.cuda if cuda else None, "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "load_average_1min": os.getloadavg()[0],  # other work on the machine inflates CPU timings
+            "allocator": allocator(),
             "git_revision": code_revision(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(
                 timespec="seconds"), "cudnn_benchmark": bool(cuda and torch.backends.cudnn.benchmark)}
 

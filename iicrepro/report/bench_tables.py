@@ -28,13 +28,17 @@ def performance_bench(bench_dir: Path) -> str:
 
 
 def _threads(env: dict) -> str:
-    """'; torch threads 2 of 2 CPUs, 1-min load 0.7 -> 1.9': CPU timings depend on both (empty without them)."""
+    """'; torch threads 2 of 2 CPUs, 1-min load 0.7 -> 1.9; allocator jemalloc': CPU timings depend on all three
+    (empty without threads; files written before the allocator was recorded name none)."""
     if env.get("torch_threads") is None:
         return ""
     load = [env.get(k) for k in ("load_average_1min", "load_average_1min_end")]
     loads = " -> ".join(_num(v) for v in load if v is not None)
+    alloc = env.get("allocator") or {}
+    conf = f" (`MALLOC_CONF={alloc['malloc_conf']}`)" if alloc.get("malloc_conf") else ""
+    alloc_text = alloc.get("name", "") + conf
     return (f"; torch threads {env['torch_threads']} of {env.get('cpu_count', '?')} CPUs"
-            + (f", 1-min load {loads}" if loads else ""))
+            + (f", 1-min load {loads}" if loads else "") + (f"; allocator {alloc_text}" if alloc_text else ""))
 
 
 def _steps(presets: dict, block: str) -> list[tuple[str, str, dict]]:
