@@ -27,7 +27,7 @@ def performance_bench(bench_dir: Path) -> str:
     return "".join(_bench_file(path.name, json.loads(path.read_text())) for path in files)
 
 
-def _threads(env: dict) -> str:
+def _cpu_conditions(env: dict) -> str:
     """'; torch threads 2 of 2 CPUs, 1-min load 0.7 -> 1.9; allocator jemalloc': CPU timings depend on all three
     (empty without threads; files written before the allocator was recorded name none)."""
     if env.get("torch_threads") is None:
@@ -49,7 +49,7 @@ def _bench_file(name: str, data: dict) -> str:
     env, presets = data.get("env") or {}, data.get("presets") or {}
     parts = [f"\n**{name}**: {env.get('device_name', '?')} ({env.get('device', '?')}), torch {env.get('torch', '?')}, "
              f"revision `{env.get('git_revision', '?')}`, {env.get('date', '')}; data {data.get('data', '?')}; "
-             f"bf16 {(data.get('settings') or {}).get('bf16')}{_threads(env)}.\n"]
+             f"bf16 {(data.get('settings') or {}).get('bf16')}{_cpu_conditions(env)}.\n"]
     parts += [f"- reduced: {note}\n" for note in data.get("reductions") or []]
     steps = pd.DataFrame([{"preset": p, "head": h, "K": s.get("k"), "batch": s.get("batch_size"),
                            "input": s.get("input_size"), "step (ms)": _num(s.get("step_ms")),
